@@ -1,0 +1,38 @@
+# dmsae: the two commands of the README are `make reproduce` and `make test`; both set up everything they need.
+SHELL := /bin/bash
+PROFILE ?= small
+VENV := .venv
+PY := $(VENV)/bin/python
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export WANDB_MODE ?= disabled
+export TOKENIZERS_PARALLELISM ?= false
+export PYTHONUNBUFFERED = 1
+
+.PHONY: install setup reproduce test test-slow bench export readme
+
+install:            ## create .venv and install everything (idempotent)
+	@bash tools/install.sh
+
+setup: install      ## + embedded corpus and converted model (idempotent)
+	@$(VENV)/bin/nbdev_export
+	@$(VENV)/bin/dmsae setup
+
+reproduce: setup    ## run the paper notebooks with papermill on profile $(PROFILE)
+	@$(PY) tools/reproduce.py --profile $(PROFILE)
+
+test: setup         ## nbdev_test (notebooks) + pytest, closing line "N passed, N failed"
+	@$(PY) tools/run_tests.py
+
+test-slow: setup    ## also the cells tagged #| slow
+	@$(PY) tools/run_tests.py --flags slow
+
+bench: setup        ## CPU benchmarks (bench/README.md)
+	@$(PY) bench/bench_cache.py
+
+readme: install      ## README.md from nbs/index.ipynb
+	@$(PY) tools/make_readme.py
+
+export: install
+	@$(VENV)/bin/nbdev_export

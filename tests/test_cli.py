@@ -1,0 +1,35 @@
+"""The `dmsae` command line: config errors are clear, caches build from the shell."""
+import json, os, subprocess, sys
+from conftest import ROOT
+
+def dmsae(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "dmsae.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
+
+def test_info_applies_overrides():
+    r = dmsae("info", "--profile", "paper", "--set", "k=160")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert (d["model_name"], d["hook"], d["k"], d["d_sae"]) == ("google/gemma-2-2b", "blocks.12.hook_resid_post", 160, 65536)
+
+def test_impossible_config_exits_with_message():
+    r = dmsae("info", "--set", "k=1000000")
+    assert r.returncode == 2 and "lower k or widen the SAE" in r.stderr
+
+def test_unknown_field_exits_with_message():
+    r = dmsae("info", "--set", "widht=3")
+    assert r.returncode == 2 and "unknown config field" in r.stderr
+
+def test_missing_hub_model_offline_names_the_fix(home):
+    r = dmsae("model", "--set", "model_name=google/gemma-2-2b", env={"DMSAE_HOME": str(home), "HF_HUB_OFFLINE": "1"})
+    assert r.returncode == 2 and "Offline?" in r.stderr
+
+def test_cache_command_builds_both_splits(home):
+    r = dmsae("cache", "--profile", "tiny", "--set", "n_train_tokens=2048", "--set", "n_heldout_tokens=512",
+              env={"DMSAE_HOME": str(home)})
+    assert r.returncode == 0, r.stderr
+    assert "train: ActivationCache" in r.stdout and "heldout: ActivationCache" in r.stdout
+
+def test_readme_is_generated_from_index_notebook():
+    r = subprocess.run([sys.executable, "tools/make_readme.py", "--check"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout

@@ -1,0 +1,47 @@
+#!/usr/bin/env python
+"""Run the paper notebooks (nbs/paper/*.ipynb, in name order) with papermill on one profile.
+
+Executed copies go to figures/<profile>/executed/; a stage whose notebook, parameters and library are unchanged since
+its last successful run is skipped (delete figures/<profile>/executed/ to force a rerun)."""
+import argparse, hashlib, json, sys, time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+def digest(*paths) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        for f in sorted(Path(p).rglob("*.py")) if Path(p).is_dir() else [Path(p)]:
+            h.update(f.name.encode()); h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--profile", default="small"); ap.add_argument("--params", default=None)
+    ap.add_argument("--kernel", default="dmsae"); ap.add_argument("--force", action="store_true")
+    a = ap.parse_args()
+    import papermill as pm, yaml
+    params_file = Path(a.params or ROOT / "params" / f"{a.profile}.yaml")
+    if not params_file.exists(): sys.exit(f"no parameter file {params_file}; choose a profile from {sorted(p.stem for p in (ROOT / 'params').glob('*.yaml'))}")
+    params = yaml.safe_load(params_file.read_text()) or {}
+    out = ROOT / "figures" / params.get("profile", a.profile) / "executed"; out.mkdir(parents=True, exist_ok=True)
+    stages = sorted((ROOT / "nbs" / "paper").glob("[0-9]*.ipynb"))
+    times, t_all = {}, time.time()
+    for nb in stages:
+        key = digest(nb, params_file, ROOT / "dmsae")
+        stamp = out / f"{nb.stem}.done.json"
+        if not a.force and stamp.exists() and json.loads(stamp.read_text()).get("key") == key:
+            print(f"[reproduce] {nb.name}: unchanged since its last run, skipped"); continue
+        print(f"[reproduce] {nb.name} (profile {params.get('profile')}) ...", flush=True)
+        t0 = time.time()
+        pm.execute_notebook(str(nb), str(out / nb.name), parameters=params, kernel_name=a.kernel, cwd=str(ROOT),
+                            progress_bar=False, log_output=True)
+        times[nb.name] = round(time.time() - t0, 1)
+        stamp.write_text(json.dumps(dict(key=key, seconds=times[nb.name], finished=time.strftime("%Y-%m-%d %H:%M:%S"))))
+        print(f"[reproduce] {nb.name} done in {times[nb.name]}s", flush=True)
+    figs = out.parent
+    print(f"\n[reproduce] finished in {time.time() - t_all:.0f}s; figures and tables in {figs}:")
+    for f in sorted(figs.glob("*")):
+        if f.is_file(): print("   ", f.relative_to(ROOT))
+
+if __name__ == "__main__": main()
