@@ -9,6 +9,8 @@ export TRANSFORMERS_OFFLINE ?= 1
 export WANDB_MODE ?= disabled
 export TOKENIZERS_PARALLELISM ?= false
 export PYTHONUNBUFFERED = 1
+# idle OpenMP threads must not spin: with 2 cores and parallel notebooks, spinning made SAE steps ~6x slower
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: install setup reproduce test test-slow bench export readme
 
