@@ -32,6 +32,7 @@ test-slow: setup    ## also the cells tagged #| slow
 
 bench: setup        ## CPU benchmarks (bench/README.md)
 	@$(PY) bench/bench_cache.py
+	@$(PY) bench/bench_train.py
 
 readme: install      ## README.md from nbs/index.ipynb
 	@$(PY) tools/make_readme.py

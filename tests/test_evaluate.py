@@ -28,7 +28,8 @@ def test_evaluate_run_end_to_end(tmp_path, tiny):
 
     assert (run / "eval.csv").exists() and (run / "eval.md").exists()
     with open(run / "eval.csv") as fh: table = list(csv.DictReader(fh))
-    assert len(table) == len(rows) == 2 * 5                         # 2 SAEs x 5 Matryoshka levels (tiny profile)
+    assert len(table) == len(rows) == 5 + 6                         # 5 Matryoshka levels (tiny profile), plus a core row with a core
+    assert [r["level"] for r in rows if r["method"] == "random"] == ["core", "0", "1", "2", "3", "full"]
     full = {r["method"]: r for r in rows if r["level"] == "full"}
     assert set(full) == {"matryoshka", "random"}
     for r in full.values():
@@ -44,5 +45,5 @@ def test_evaluate_run_end_to_end(tmp_path, tiny):
     assert "transfer/random_k16_s0" in md and "ce_recovered" in md
     # nested levels: FVU never increases with width
     for m in full:
-        fv = [r["fvu"] for r in rows if r["method"] == m]
+        fv = [r["fvu"] for r in rows if r["method"] == m]              # core alone, then the nested levels
         assert all(a >= b - 1e-9 for a, b in zip(fv, fv[1:])), fv
