@@ -19,6 +19,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--profile", default="small"); ap.add_argument("--params", default=None)
     ap.add_argument("--kernel", default="dmsae"); ap.add_argument("--force", action="store_true")
+    ap.add_argument("--stages", nargs="*", default=None, help="only these stage numbers (e.g. 0 1 2); default: all")
     a = ap.parse_args()
     import papermill as pm, yaml
     params_file = Path(a.params or ROOT / "params" / f"{a.profile}.yaml")
@@ -26,6 +27,7 @@ def main():
     params = yaml.safe_load(params_file.read_text()) or {}
     out = ROOT / "figures" / params.get("profile", a.profile) / "executed"; out.mkdir(parents=True, exist_ok=True)
     stages = sorted((ROOT / "nbs" / "paper").glob("[0-9]*.ipynb"))
+    if a.stages is not None: stages = [nb for nb in stages if int(nb.name.split("_")[0]) in {int(x) for x in a.stages}]
     times, t_all = {}, time.time()
     for nb in stages:
         key = digest(nb, params_file, ROOT / "dmsae")
