@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Iterator
 import numpy as np, torch
 from tqdm.auto import tqdm
-from .config import DMSAEConfig, dmsae_home, config_hash
+from .config import DMSAEConfig, dmsae_home, config_hash, atomic_write_json, sha256_file
 from .data import Contexts, iter_documents, make_contexts, read_manifest, corpus_dir
 
 # %% auto #0
@@ -30,14 +30,6 @@ def _to_torch(a: np.ndarray, dtype: str) -> torch.Tensor:
     t = torch.from_numpy(np.ascontiguousarray(a))
     return t.view(torch.bfloat16) if dtype == "bfloat16" else t
 
-def _atomic_json(path: Path, obj):
-    tmp = path.with_name(path.name + ".tmp"); tmp.write_text(json.dumps(obj, indent=2)); os.replace(tmp, path)
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""): h.update(chunk)
-    return h.hexdigest()
 
 class CacheWriter:
     "Appends shards to a cache folder; each shard and the manifest are written atomically."
@@ -54,7 +46,7 @@ class CacheWriter:
                 raise CacheError(f"{p} belongs to another cache (d_in/dtype/key differ); delete {self.root} to rebuild it")
         else:
             self.man = dict(meta or {}, d_in=d_in, dtype=dtype, shards=[], complete=False)
-            _atomic_json(p, self.man)
+            atomic_write_json(p, self.man)
 
     @property
     def done(self) -> set[int]: return {s["index"] for s in self.man["shards"]}
@@ -75,11 +67,11 @@ class CacheWriter:
         if idx is not None: save(f"shard_{index:05d}.idx.npy", np.asarray(idx, dtype=np.int64))
         arr = _to_numpy(x, self.man["dtype"]); save(name, arr)
         xf = x.double()
-        rec = dict(index=index, file=name, rows=int(arr.shape[0]), sha256=_sha256_file(self.root / name),
+        rec = dict(index=index, file=name, rows=int(arr.shape[0]), sha256=sha256_file(self.root / name),
                    sum_sq_norm=float((xf * xf).sum()))
         if idx is not None: rec["idx_file"] = f"shard_{index:05d}.idx.npy"
         self.man["shards"] = sorted([s for s in self.man["shards"] if s["index"] != index] + [rec], key=lambda s: s["index"])
-        _atomic_json(self.root / "manifest.json", self.man)
+        atomic_write_json(self.root / "manifest.json", self.man)
 
     def drop_bad_shards(self) -> list[int]:
         "Forget shards whose file is missing or has the wrong size (they will be recomputed); returns their indices."
@@ -92,12 +84,12 @@ class CacheWriter:
             except CacheError: bad.append(s["index"])
         if bad:
             self.man["shards"] = [s for s in self.man["shards"] if s["index"] not in bad]
-            self.man["complete"] = False; _atomic_json(self.root / "manifest.json", self.man)
+            self.man["complete"] = False; atomic_write_json(self.root / "manifest.json", self.man)
         return bad
 
     def finish(self, **extra) -> "ActivationCache":
         self.man.update(extra, complete=True)
-        _atomic_json(self.root / "manifest.json", self.man)
+        atomic_write_json(self.root / "manifest.json", self.man)
         return ActivationCache(self.root)
 
 # %% ../nbs/03_activations.ipynb #9ae25f50
@@ -135,7 +127,7 @@ class ActivationCache:
             raise CacheError(f"shard {f} holds {shape} {dt}, the manifest says ({s['rows']}, {self.d_in}) {self.dtype}; {fix}")
         if f.stat().st_size != off + s["rows"] * self.d_in * self.itemsize:
             raise CacheError(f"shard {f} is truncated or padded ({f.stat().st_size} bytes); {fix}")
-        if verify and _sha256_file(f) != s["sha256"]: raise CacheError(f"shard {f} fails its SHA-256 check; {fix}")
+        if verify and sha256_file(f) != s["sha256"]: raise CacheError(f"shard {f} fails its SHA-256 check; {fix}")
         if "idx_file" in s and not (self.root / s["idx_file"]).exists(): raise CacheError(f"{self.root / s['idx_file']} is missing; {fix}")
         self._offsets[s["index"]] = off
 

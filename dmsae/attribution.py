@@ -11,6 +11,7 @@ import numpy as np, torch
 from tqdm.auto import tqdm
 from safetensors.torch import save_file, load_file
 from .model import LM, per_token_loss
+from .config import atomic_write_json
 
 # %% auto #0
 __all__ = ['score_mask', 'splice_and_score', 'Attribution', 'attribute', 'clean_loss']
@@ -80,7 +81,7 @@ class Attribution:
         if self.quantile is not None: t["quantile"] = self.quantile.contiguous()
         tmp = path / "attribution.safetensors.tmp"; save_file(t, str(tmp)); os.replace(tmp, path / "attribution.safetensors")
         meta = dict(n_core=self.n_core, n_tokens=self.n_tokens, loss_spliced=self.loss_spliced, loss_clean=self.loss_clean, q=self.q)
-        tmp = path / "attribution.json.tmp"; tmp.write_text(json.dumps(meta, indent=2)); os.replace(tmp, path / "attribution.json")
+        atomic_write_json(path / "attribution.json", meta)
 
     @classmethod
     def load(cls, path):
@@ -130,5 +131,5 @@ def clean_loss(lm: LM, cache, tokens: np.ndarray, layer: int, batch_contexts: in
         m = score_mask(tk, lm.bos_id, x, thr)[:, :-1]
         with torch.no_grad(): lt = per_token_loss(lm.run_from_hook(x.to(lm.device, lm.dtype), layer, tk), tk)
         tot += float((lt * m.to(lt.device)).sum()); n += int(m.sum())
-    tmp = p.with_name(p.name + ".tmp"); tmp.write_text(json.dumps(dict(loss=tot / n, n=n))); os.replace(tmp, p)
+    atomic_write_json(p, dict(loss=tot / n, n=n))
     return tot / n

