@@ -11,6 +11,7 @@ import numpy as np, torch
 from tqdm.auto import tqdm
 from .config import DMSAEConfig, dmsae_home, config_hash, atomic_write_json, sha256_file
 from .data import Contexts, iter_documents, make_contexts, read_manifest, corpus_dir
+from .distributed import rank_world, barrier, broadcast_object, gather_objects, all_reduce
 
 # %% auto #0
 __all__ = ['CacheError', 'CacheWriter', 'ActivationCache', 'sink_rows', 'corpus_fingerprint', 'cache_key', 'cache_dir',
@@ -37,8 +38,9 @@ class CacheWriter:
                  d_in: int, # width of each row
                  dtype: str = "float16", # storage dtype
                  meta: dict | None = None, # key and other fields for the manifest
+                 write_manifest: bool = True, # False: only record finished shards in memory (a non-zero rank of a distributed build)
                 ):
-        self.root = Path(root); self.root.mkdir(parents=True, exist_ok=True)
+        self.root = Path(root); self.root.mkdir(parents=True, exist_ok=True); self.write_manifest = write_manifest
         p = self.root / "manifest.json"
         if p.exists():
             self.man = json.loads(p.read_text())
@@ -54,8 +56,8 @@ class CacheWriter:
     def write_shard(self, index: int, # shard number
                     x: torch.Tensor, # rows [n, d_in]
                     idx: np.ndarray | None = None, # optional int64 [n]: where each row came from (flat token position)
-                   ):
-        "Store rows `x` as shard `index` (and `idx` beside it)."
+                   ) -> dict:
+        "Store rows `x` as shard `index` (and `idx` beside it); returns the shard's manifest record."
         if x.ndim != 2 or x.shape[1] != self.man["d_in"]: raise ValueError(f"shard rows must be [n, {self.man['d_in']}], got {tuple(x.shape)}")
         if not torch.isfinite(x).all(): raise ValueError(f"shard {index} has non-finite activations; check the model dtype (try float32)")
         if idx is not None and len(idx) != len(x): raise ValueError(f"idx has {len(idx)} entries for {len(x)} rows")
@@ -70,8 +72,14 @@ class CacheWriter:
         rec = dict(index=index, file=name, rows=int(arr.shape[0]), sha256=sha256_file(self.root / name),
                    sum_sq_norm=float((xf * xf).sum()))
         if idx is not None: rec["idx_file"] = f"shard_{index:05d}.idx.npy"
-        self.man["shards"] = sorted([s for s in self.man["shards"] if s["index"] != index] + [rec], key=lambda s: s["index"])
-        atomic_write_json(self.root / "manifest.json", self.man)
+        self.add_records([rec])
+        return rec
+
+    def add_records(self, recs: list[dict]):
+        "Record finished shards (written by this or another process) and rewrite the manifest."
+        new = {r["index"] for r in recs}
+        self.man["shards"] = sorted([s for s in self.man["shards"] if s["index"] not in new] + list(recs), key=lambda s: s["index"])
+        if self.write_manifest: atomic_write_json(self.root / "manifest.json", self.man)
 
     def drop_bad_shards(self) -> list[int]:
         "Forget shards whose file is missing or has the wrong size (they will be recomputed); returns their indices."
@@ -253,52 +261,75 @@ def build_activation_cache(cfg: DMSAEConfig, # model, hook, corpus, token counts
                            lm=None, # a loaded `LM` (loaded from `cfg` when None)
                            progress: bool = True, # show a tqdm bar
                           ) -> ActivationCache:
-    "Build (or resume, or just open) the activation cache of one split. Processes building the same cache take turns."
+    "Build (or resume, or just open) the activation cache of one split. Processes building the same cache take turns; the ranks of one `torchrun` job share the work."
     root = cache_dir(cfg, split); root.mkdir(parents=True, exist_ok=True)
     with open(root / ".lock", "a") as lock:  # "a": taking the lock never touches the file
-        fcntl.flock(lock, fcntl.LOCK_EX)  # a second process waits here, then finds the finished cache
+        if rank_world()[0] == 0: fcntl.flock(lock, fcntl.LOCK_EX)  # another process waits here, then finds the finished cache
         return _build(cfg, split, lm, progress, root)
+
+def _finished(root: Path, key: dict) -> bool:
+    "Whether `root` holds the finished cache of `key`; a corrupt manifest is removed, damaged shards are left to `drop_bad_shards`."
+    if not (root / "manifest.json").exists(): return False
+    try:
+        man = json.loads((root / "manifest.json").read_text())
+        if man.get("complete") and man.get("key") == key: ActivationCache(root); return True
+    except (CacheError, json.JSONDecodeError) as e:
+        warnings.warn(f"repairing the cache in {root}: {e}")
+        if not isinstance(e, CacheError): (root / "manifest.json").unlink()
+    return False
+
+def _shard_activations(cfg, lm, ctx, s: int, cps: int, bar) -> tuple[torch.Tensor, torch.Tensor]:
+    "Residuals `[rows, d]` (float32, CPU) and token ids of shard `s`, computed in the same batches whoever computes it."
+    rows, toks = [], []
+    for b in range(s * cps, min((s + 1) * cps, len(ctx)), cfg.cache_batch_contexts):
+        tok = torch.from_numpy(ctx.tokens[b:min(b + cfg.cache_batch_contexts, (s + 1) * cps, len(ctx))]).long()
+        with torch.inference_mode(): x = lm.run_to_hook(tok, cfg.hook_layer).reshape(-1, lm.d_model)
+        rows.append(x.float().cpu()); toks.append(tok.flatten())
+        bar.update(tok.numel())
+    return torch.cat(rows), torch.cat(toks)
 
 def _build(cfg, split, lm, progress, root):
     key = cache_key(cfg, split)
-    if (root / "manifest.json").exists():
-        try:
-            man = json.loads((root / "manifest.json").read_text())
-            if man.get("complete") and man.get("key") == key: return ActivationCache(root)
-        except (CacheError, json.JSONDecodeError) as e:
-            warnings.warn(f"repairing the cache in {root}: {e}")
-            if not isinstance(e, CacheError): (root / "manifest.json").unlink()
+    rank, world = rank_world()                       # (0, 1) unless launched by torchrun (dmsae.distributed)
+    if broadcast_object(_finished(root, key) if rank == 0 else None): return ActivationCache(root)
     if lm is None:
         from dmsae.model import load_lm
         lm = load_lm(cfg.model_name, cfg.device, cfg.model_dtype)
-    ctx = load_contexts(cfg, lm.tokenizer, split)
+    if rank == 0: ctx = load_contexts(cfg, lm.tokenizer, split)   # tokenised once, by rank 0
+    barrier()
+    if rank > 0: ctx = load_contexts(cfg, lm.tokenizer, split)
     drop = key["drop_bos"]; T = cfg.context_size
     cps = max(1, cfg.shard_tokens // T)
     n_shards = -(-len(ctx) // cps)
-    w = CacheWriter(root, lm.d_model, cfg.cache_dtype,
-                    meta=dict(key=key, model_name=cfg.model_name, hook_name=cfg.hook_name, hook_layer=cfg.hook_layer,
-                              context_size=T, n_contexts=len(ctx), bos_id=int(lm.bos_id), drop_bos=drop,
-                              split=split, contexts_per_shard=cps))
-    w.drop_bad_shards()
+    meta = dict(key=key, model_name=cfg.model_name, hook_name=cfg.hook_name, hook_layer=cfg.hook_layer,
+                context_size=T, n_contexts=len(ctx), bos_id=int(lm.bos_id), drop_bos=drop, split=split, contexts_per_shard=cps)
+    if rank == 0: w = CacheWriter(root, lm.d_model, cfg.cache_dtype, meta=meta); w.drop_bad_shards()
+    barrier()
+    if rank > 0: w = CacheWriter(root, lm.d_model, cfg.cache_dtype, meta=meta, write_manifest=False)  # rank 0 owns the manifest
     todo = [s for s in range(n_shards) if s not in w.done]
-    bar = tqdm(total=sum(min(cps, len(ctx) - s * cps) for s in todo) * cfg.context_size, unit="tok",
-               desc=f"caching {split} {cfg.hook_name}", disable=not progress)
+    mine = todo[rank::world]                         # round j: rank r computes todo[j * world + r]
+    bar = tqdm(total=sum(min(cps, len(ctx) - s * cps) for s in mine) * cfg.context_size, unit="tok",
+               desc=f"caching {split} {cfg.hook_name}", disable=not progress or rank > 0)
     t0, n_tok = time.time(), 0
-    for s in todo:
-        rows, toks = [], []
-        for b in range(s * cps, min((s + 1) * cps, len(ctx)), cfg.cache_batch_contexts):
-            tok = torch.from_numpy(ctx.tokens[b:min(b + cfg.cache_batch_contexts, (s + 1) * cps, len(ctx))]).long()
-            with torch.inference_mode(): x = lm.run_to_hook(tok, cfg.hook_layer).reshape(-1, lm.d_model)
-            rows.append(x.float().cpu()); toks.append(tok.flatten())
-            bar.update(tok.numel()); n_tok += tok.numel()
-        x, tok = torch.cat(rows), torch.cat(toks)
-        if "norm_threshold" not in w.man:  # fixed by the first shard, so every shard uses the same cut
-            med = float(x[tok != lm.bos_id].norm(dim=-1).median())
-            w.man["norm_threshold"] = None if cfg.max_norm_ratio is None else cfg.max_norm_ratio * med
-        if drop:
-            keep = ~sink_rows(x, tok, lm.bos_id, w.man["norm_threshold"])
-            w.write_shard(s, x[keep], torch.arange(s * cps * T, s * cps * T + len(tok))[keep].numpy())
-        else: w.write_shard(s, x)
+    for j in range(-(-len(todo) // world)):
+        s = mine[j] if j < len(mine) else None
+        if s is not None: x, tok = _shard_activations(cfg, lm, ctx, s, cps, bar); n_tok += tok.numel()
+        if "norm_threshold" not in w.man:  # fixed by the first shard (rank 0's in round 0), so every shard uses the same cut
+            thr = None
+            if rank == 0:
+                med = float(x[tok != lm.bos_id].norm(dim=-1).median())
+                thr = None if cfg.max_norm_ratio is None else cfg.max_norm_ratio * med
+            w.man["norm_threshold"] = broadcast_object(thr)
+        rec = None
+        if s is not None:
+            if drop:
+                keep = ~sink_rows(x, tok, lm.bos_id, w.man["norm_threshold"])
+                rec = w.write_shard(s, x[keep], torch.arange(s * cps * T, s * cps * T + len(tok))[keep].numpy())
+            else: rec = w.write_shard(s, x)
+        if world > 1: w.add_records([r for r in gather_objects(rec) if r is not None])   # rank 0 rewrites the one manifest
     bar.close()
     dt = time.time() - t0
-    return w.finish(tokens_per_s=(n_tok / dt) if n_tok else w.man.get("tokens_per_s"), seconds=round(dt, 2))
+    if world > 1: n_tok = int(all_reduce(torch.tensor(n_tok)))
+    if rank == 0: cache = w.finish(tokens_per_s=(n_tok / dt) if n_tok else w.man.get("tokens_per_s"), seconds=round(dt, 2))
+    barrier()
+    return cache if rank == 0 else ActivationCache(root)

@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 from safetensors.torch import save_file, load_file
 from .model import LM, per_token_loss
 from .config import atomic_write_json
+from .distributed import rank_world, split_range, all_reduce, all_gather_cat, broadcast_object
 
 # %% auto #0
 __all__ = ['score_mask', 'splice_and_score', 'Attribution', 'attribute', 'clean_loss']
@@ -106,8 +107,9 @@ def attribute(lm: LM, # the language model (only the blocks above the hook run)
     s_abs = torch.zeros(n0, dtype=torch.float64); s_sgn = torch.zeros_like(s_abs); fires = torch.zeros_like(s_abs)
     per_tok = [] if score == "quantile" else None
     n_tok = 0; tot_sp = 0.0; n_pred = 0
-    for b in tqdm(range(0, N, batch_contexts), desc="attribution", disable=not progress):
-        e = min(N, b + batch_contexts)
+    part = split_range(N)                    # all contexts in one process; under torchrun this rank's contiguous share
+    for b in tqdm(range(part.start, part.stop, batch_contexts), desc="attribution", disable=not progress or rank_world()[0] > 0):
+        e = min(part.stop, b + batch_contexts)
         x = cache.rows_range(b * T, (e - b) * T).float().view(e - b, T, -1)
         tk = torch.from_numpy(tokens[b:e]).long()
         a, loss, npred = splice_and_score(lm, sae, x, tk, n0, thr)
@@ -116,6 +118,11 @@ def attribute(lm: LM, # the language model (only the blocks above the hook run)
         s_abs += am.abs().sum(0); s_sgn -= am.sum(0); fires += (am != 0).sum(0)
         if per_tok is not None: per_tok.append(am.abs().float())
         n_tok += int(m.sum()); tot_sp += float(loss); n_pred += int(npred)
+    if rank_world()[1] > 1:                  # sums of all ranks (float64), per-token values gathered for the quantile
+        v = all_reduce(torch.cat([s_abs, s_sgn, fires, torch.tensor([n_tok, tot_sp, n_pred], dtype=torch.float64)]))
+        s_abs, s_sgn, fires = v[:n0], v[n0:2 * n0], v[2 * n0:3 * n0]
+        n_tok, tot_sp, n_pred = int(v[-3]), float(v[-2]), int(v[-1])
+        if per_tok is not None: per_tok = [all_gather_cat(torch.cat(per_tok) if per_tok else torch.zeros(0, n0))]
     quant = torch.quantile(torch.cat(per_tok), q, dim=0).double() if per_tok else None
     return Attribution(mean_abs=s_abs / n_tok, signed=s_sgn / n_tok, quantile=quant, freq=fires / n_tok, n_core=sae.n_core,
                        n_tokens=n_tok, loss_spliced=tot_sp / n_pred, loss_clean=clean_loss(lm, cache, tokens, sae.cfg.hook_layer, batch_contexts), q=q)
@@ -123,13 +130,16 @@ def attribute(lm: LM, # the language model (only the blocks above the hook run)
 def clean_loss(lm: LM, cache, tokens: np.ndarray, layer: int, batch_contexts: int = 8) -> float:
     "Mean loss of the unmodified model on the predictions `attribute` scores; computed once per held-out cache and stored beside it."
     p = cache.root / f"clean_loss_L{layer}.json"
-    if p.exists(): return json.loads(p.read_text())["loss"]
+    rank, world = rank_world()
+    if broadcast_object(p.exists() if rank == 0 else None): return json.loads(p.read_text())["loss"]
     N, T = tokens.shape; thr = cache.meta.get("norm_threshold"); tot = 0.0; n = 0
-    for b in range(0, N, batch_contexts):
-        e = min(N, b + batch_contexts)
+    part = split_range(N)
+    for b in range(part.start, part.stop, batch_contexts):
+        e = min(part.stop, b + batch_contexts)
         x = cache.rows_range(b * T, (e - b) * T).float().view(e - b, T, -1); tk = torch.from_numpy(tokens[b:e]).long()
         m = score_mask(tk, lm.bos_id, x, thr)[:, :-1]
         with torch.no_grad(): lt = per_token_loss(lm.run_from_hook(x.to(lm.device, lm.dtype), layer, tk), tk)
         tot += float((lt * m.to(lt.device)).sum()); n += int(m.sum())
-    atomic_write_json(p, dict(loss=tot / n, n=n))
+    if world > 1: tot, n = [float(v) for v in all_reduce(torch.tensor([tot, n], dtype=torch.float64))]; n = int(n)
+    if rank == 0: atomic_write_json(p, dict(loss=tot / n, n=n))
     return tot / n

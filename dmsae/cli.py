@@ -4,12 +4,13 @@
 
 # %% ../nbs/19_cli.ipynb #1ce82e7c
 from __future__ import annotations
-import argparse, json, sys, time
+import argparse, json, os, sys, time
 from .config import get_config, load_config, dmsae_home, PROFILES
+from .distributed import init_distributed, is_main
 
 # %% auto #0
-__all__ = ['config_from_args', 'cmd_corpus', 'cmd_model', 'cmd_setup', 'cmd_cache', 'cmd_distill', 'cmd_transfer', 'cmd_info',
-           'main']
+__all__ = ['DISTRIBUTED', 'config_from_args', 'cmd_corpus', 'cmd_model', 'cmd_setup', 'cmd_cache', 'cmd_distill', 'cmd_transfer',
+           'cmd_info', 'main']
 
 # %% ../nbs/19_cli.ipynb #20251192
 def _value(s: str):
@@ -47,21 +48,23 @@ def cmd_cache(a):
     cfg = config_from_args(a)
     for split in a.split:
         c = build_activation_cache(cfg, split)
-        print(f"{split}: {c} in {c.root} ({c.meta.get('tokens_per_s') or 0:,.0f} tok/s)")
+        if is_main(): print(f"{split}: {c} in {c.root} ({c.meta.get('tokens_per_s') or 0:,.0f} tok/s)")
 
 def cmd_distill(a):
     from dmsae.distill import distill
     res = distill(config_from_args(a))
-    print(f"distilled core: {res.core_path} ({len(res.cores[-1])} latents)")
+    if is_main(): print(f"distilled core: {res.core_path} ({len(res.cores[-1])} latents)")
 
 def cmd_transfer(a):
     from dmsae.distill import transfer
     for r in transfer(config_from_args(a), core_path=a.core, methods=a.methods):
-        print(f"{r['method']:16s} k={r['k']:<4d} seed={r['seed']} core={r['n_core']:<4d} FVU={r['fvu'] or float('nan'):.3f} -> {r['folder']}")
+        if is_main(): print(f"{r['method']:16s} k={r['k']:<4d} seed={r['seed']} core={r['n_core']:<4d} FVU={r['fvu'] or float('nan'):.3f} -> {r['folder']}")
 
 def cmd_info(a):
     cfg = config_from_args(a)
     print(json.dumps(dict(home=str(dmsae_home()), hook=cfg.hook_name, **cfg.to_dict()), indent=2))
+
+DISTRIBUTED = ("cache", "distill", "transfer")   # the commands that run on several processes under torchrun
 
 def main(argv=None):
     "Entry point of the `dmsae` command."
@@ -83,6 +86,8 @@ def main(argv=None):
     t.add_argument("--methods", nargs="+", default=["dmsae", "matryoshka", "random_core", "compute_matched"])
     add("info", cmd_info, "print the resolved config")
     a = p.parse_args(argv)
+    if a.cmd in DISTRIBUTED and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        init_distributed(config_from_args(a).device)   # launched by torchrun: join the group (NCCL on CUDA, gloo on CPU)
     try: a.fn(a)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"dmsae {a.cmd}: error: {e}", file=sys.stderr); sys.exit(2)

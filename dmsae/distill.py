@@ -13,6 +13,7 @@ from .config import DMSAEConfig, resolve_path, save_config, atomic_write_json
 from .data import Contexts
 from .activations import build_activation_cache
 from .train import train_sae
+from .distributed import rank_world, is_main, barrier
 from .sae import load_sae
 from .attribution import attribute, Attribution
 from .selection import select_core, candidate_ids, jaccard, Selection
@@ -78,19 +79,20 @@ def run_cycle(cfg: DMSAEConfig, # run config
     if (folder / "attribution" / "attribution.json").exists(): att = Attribution.load(folder / "attribution")
     else:
         att = attribute(lm, sae, held, htok, cfg.attribution_batch_contexts, score=cfg.score, q=cfg.score_quantile, progress=progress)
-        att.save(folder / "attribution")
+        if is_main(): att.save(folder / "attribution")
     times["attribute_s"] = time.time() - t0
     n_cand = len(att.mean_abs)
     sel = select_core(att.scores(cfg.score), cfg.tau, candidate_ids(core_ids, n_cand, cycle))
     new_core = sae.W_enc.detach()[:, sel.indices].t().contiguous()
-    save_core(folder / "core.safetensors", new_core, sel.ids, cycle=cycle, tau=cfg.tau, score=cfg.score)
+    if is_main(): save_core(folder / "core.safetensors", new_core, sel.ids, cycle=cycle, tau=cfg.tau, score=cfg.score)
     last = hist[-1] if hist else {}
     old = {tuple(i) for i in (core_ids or [])}; new = {tuple(i) for i in sel.ids}
     rec = dict(cycle=cycle, core_in=len(old), core_out=len(sel), candidates=n_cand, retained=len(old & new), new=len(new - old),
                dropped=len(old - new), jaccard_prev=jaccard(old, new) if old else None,
                loss_clean=att.loss_clean, loss_spliced=att.loss_spliced, fvu=last.get("fvu"), l0=last.get("l0"),
                l0_core=last.get("l0_core"), dead_frac=last.get("dead_frac"), **{k: round(v, 2) for k, v in times.items()})
-    atomic_write_json(folder / "selection.json", dict(record=rec, **sel.to_dict()))
+    if is_main(): atomic_write_json(folder / "selection.json", dict(record=rec, **sel.to_dict()))
+    barrier()                                          # under torchrun: rank 0 wrote the cycle's files, every rank reads them next
     return rec
 
 @dataclass
@@ -109,8 +111,8 @@ def distill(cfg: DMSAEConfig, # run config (profile + overrides)
     "Cycle 0 (plain Matryoshka) and cycles 1..n_cycles with the selected core frozen in; resumable; a no-op when finished."
     root = resolve_path(run_dir or cfg.run_dir) / "distill"; root.mkdir(parents=True, exist_ok=True)
     with open(root / ".lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # a second process on the same run waits, then finds the finished run
-        return _distill(cfg, lm, root, progress)
+        if is_main(): fcntl.flock(lock, fcntl.LOCK_EX)  # a second process on the same run waits, then finds the finished run
+        return _distill(cfg, lm, root, progress)      # (the ranks of one torchrun job work together; rank 0 writes)
 
 def _distill(cfg, lm, root, progress):
     man_p = root / "manifest.json"
@@ -119,9 +121,9 @@ def _distill(cfg, lm, root, progress):
     if man["config"] != key:
         raise ValueError(f"{root} holds a distillation with another config; use another run_dir or delete {root}")
     if man.get("done"):
-        print(f"distillation already finished in {root}: nothing to do (distilled core: {root / 'distilled_core.safetensors'})")
+        if is_main(): print(f"distillation already finished in {root}: nothing to do (distilled core: {root / 'distilled_core.safetensors'})")
         return _result(root, man)
-    save_config(cfg, root / "config.json")
+    if is_main(): save_config(cfg, root / "config.json")
     lm, train, held, htok = _data(cfg, lm)
     core, core_ids, records = None, None, []
     for j in range(cfg.n_cycles + 1):
@@ -129,11 +131,16 @@ def _distill(cfg, lm, root, progress):
         rec = run_cycle(cfg, j, folder, core, core_ids, lm, train, held, htok, progress)
         records.append(rec)
         core, core_ids, _ = load_core(folder / "core.safetensors")
-        if j not in man["finished"]: man["finished"].append(j); atomic_write_json(man_p, man)
-        print(f"cycle {j}: core {rec['core_in']} -> {rec['core_out']} (retained {rec['retained']}, new {rec['new']}, "
+        if j not in man["finished"]:
+            man["finished"].append(j)
+            if is_main(): atomic_write_json(man_p, man)
+        if is_main(): print(f"cycle {j}: core {rec['core_in']} -> {rec['core_out']} (retained {rec['retained']}, new {rec['new']}, "
               f"dropped {rec['dropped']}); FVU {rec['fvu'] or float('nan'):.3f}, spliced loss {rec['loss_spliced']:.3f}")
-    save_core(root / "distilled_core.safetensors", core, core_ids, cycles=cfg.n_cycles, tau=cfg.tau, k=cfg.k, d_sae=cfg.d_sae)
-    man.update(done=True, records=records); atomic_write_json(man_p, man)
+    man.update(done=True, records=records)
+    if is_main():
+        save_core(root / "distilled_core.safetensors", core, core_ids, cycles=cfg.n_cycles, tau=cfg.tau, k=cfg.k, d_sae=cfg.d_sae)
+        atomic_write_json(man_p, man)
+    barrier()
     return _result(root, man)
 
 def _result(root: Path, man: dict) -> DistillResult:
@@ -164,21 +171,25 @@ def transfer(cfg: DMSAEConfig, # run config: `transfer_ks`, `seeds`
     train = build_activation_cache(cfg, "train", lm, progress=False)
     base_steps = cfg.n_train_tokens // cfg.batch_size
     out = []
-    for seed in seeds:
-        for k in ks:
-            for m in methods:
-                if m == "compute_matched" and k not in cm_ks: continue
-                c = cfg.replace(k=k, seed=seed)
-                kw = dict(core=None, core_ids=None, n_steps=base_steps)
-                if m == "dmsae": kw.update(core=core, core_ids=core_ids)
-                if m == "random_core": kw.update(core=random_core(len(core), core.shape[1], seed=10_000 + seed), core_ids=[[-1, i] for i in range(len(core))])
-                if m == "compute_matched": kw.update(n_steps=base_steps * (cfg.n_cycles + 1))
-                folder = root / "transfer" / f"{m}_k{k}_s{seed}"
-                t0 = time.time()
-                sae, hist = train_sae(c, train, folder, resume=True, progress=progress, **kw)
-                last = hist[-1] if hist else {}
-                rec = dict(method=m, k=k, seed=seed, n_core=sae.n_core, steps=kw["n_steps"], folder=str(folder),
-                           fvu=last.get("fvu"), l0=last.get("l0"), l0_core=last.get("l0_core"), dead_frac=last.get("dead_frac"),
-                           seconds=round(time.time() - t0, 1))
-                atomic_write_json(folder / "transfer.json", rec); out.append(rec)
+    (root / "transfer").mkdir(parents=True, exist_ok=True)
+    with open(root / "transfer" / ".lock", "a") as lock:   # a second process (e.g. the next papermill stage) waits, then finds every SAE finished
+        if is_main(): fcntl.flock(lock, fcntl.LOCK_EX)
+        for seed in seeds:
+            for k in ks:
+                for m in methods:
+                    if m == "compute_matched" and k not in cm_ks: continue
+                    c = cfg.replace(k=k, seed=seed)
+                    kw = dict(core=None, core_ids=None, n_steps=base_steps)
+                    if m == "dmsae": kw.update(core=core, core_ids=core_ids)
+                    if m == "random_core": kw.update(core=random_core(len(core), core.shape[1], seed=10_000 + seed), core_ids=[[-1, i] for i in range(len(core))])
+                    if m == "compute_matched": kw.update(n_steps=base_steps * (cfg.n_cycles + 1))
+                    folder = root / "transfer" / f"{m}_k{k}_s{seed}"
+                    t0 = time.time()
+                    sae, hist = train_sae(c, train, folder, resume=True, progress=progress, **kw)
+                    last = hist[-1] if hist else {}
+                    rec = dict(method=m, k=k, seed=seed, n_core=sae.n_core, steps=kw["n_steps"], folder=str(folder),
+                               fvu=last.get("fvu"), l0=last.get("l0"), l0_core=last.get("l0_core"), dead_frac=last.get("dead_frac"),
+                               seconds=round(time.time() - t0, 1))
+                    if is_main(): atomic_write_json(folder / "transfer.json", rec)
+                    out.append(rec)
     return out

@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from fastcore.basics import patch
+from .distributed import rank_world, all_reduce, global_kth_largest
 
 # %% auto #0
 __all__ = ['check_prefixes', 'matryoshka_prefixes', 'batch_topk_select', 'GatherPreacts', 'SAECfg', 'SAE', 'grad_check',
@@ -214,22 +215,33 @@ def forward(self: SAE, x: torch.Tensor) -> torch.Tensor:
     return self.decode(self.encode(x))
 
 # %% ../nbs/04_sae.ipynb #c5d90c2b
+def _topk_select(h: torch.Tensor, budget: int, distributed: bool) -> torch.Tensor:
+    "`batch_topk_select` over this batch, or (distributed) over the global batch of all ranks: this rank's kept flat indices."
+    idx = batch_topk_select(h, budget)
+    if not distributed: return idx
+    v = h.reshape(-1)[idx]
+    cut = global_kth_largest(v, budget)    # the global top-K lies in the union of the local top-Ks (dmsae.distributed)
+    return idx if cut is None else idx[v >= cut]
+
 @patch
 @torch.no_grad()
 def select_active(self: SAE, h: torch.Tensor, # [B, F] pre-activations; with a ReLU core, its columns are zeroed in place
+                  distributed: bool = False, # `h` is this rank's slice of a global batch split evenly over the ranks
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
     "Kept entries `(rows, cols, vals)` of a training batch (core ReLU + non-core BatchTopK) and the non-core budget."
     B, c, Fw = h.shape[0], self.n_core, self.cfg.d_sae
+    if distributed: B = B * rank_world()[1]          # the budget is over the global batch
     kB = int(round(self.cfg.k * B))
     if self.cfg.core_act == "batchtopk" or c == 0:
-        idx = batch_topk_select(h, kB)
+        idx = _topk_select(h, kB, distributed)
         rows, cols = idx // Fw, idx % Fw
         return rows, cols, h[rows, cols], kB
     cr, cc = (h[:, :c] > 0).nonzero(as_tuple=True)
     cv = h[cr, cc]
-    budget = max(0, kB - cr.numel()) if self.cfg.core_budget == "total" else kB
+    n_core_act = int(all_reduce(torch.tensor(cr.numel()))) if distributed else cr.numel()
+    budget = max(0, kB - n_core_act) if self.cfg.core_budget == "total" else kB
     h[:, :c] = 0                                   # core entries never compete (no copy of the non-core block)
-    idx = batch_topk_select(h, budget)
+    idx = _topk_select(h, budget, distributed)
     fr, fc = idx // Fw, idx % Fw
     return torch.cat([cr, fr]), torch.cat([cc, fc]), torch.cat([cv, h[fr, fc]]), budget
 
@@ -266,12 +278,28 @@ def _aux_entries(self: SAE, h: torch.Tensor, dead: torch.Tensor):
     keep = vals > 0
     return rows[keep], cols[keep], vals[keep]
 
+def _global_resid_var(r: torch.Tensor) -> torch.Tensor:
+    "Mean over the global batch (all ranks) of $\\lVert r_b - \\bar r\\rVert^2$, in float64 sums."
+    n = all_reduce(torch.tensor(float(r.shape[0]), dtype=torch.float64, device=r.device))
+    s1 = all_reduce(r.double().sum(0)); s2 = all_reduce(r.double().pow(2).sum())
+    return ((s2 - s1.pow(2).sum() / n) / n).to(r.dtype)
+
+@patch
+@torch.no_grad()
+def _update_threshold_global(self: SAE, free_vals: torch.Tensor, h: torch.Tensor, c: int):
+    "Threshold EMA update from the global batch: the smallest kept non-core value of all ranks (or the largest pre-activation)."
+    inf = torch.tensor(float("inf"), dtype=torch.float64, device=h.device)
+    m = all_reduce(free_vals.min().double() if free_vals.numel() else inf.clone(), "min")
+    if torch.isfinite(m): self.update_threshold(m)
+    elif c < self.cfg.d_sae: self.update_threshold(all_reduce(h[:, c:].max().double(), "max").clamp_min(0))
+
 @patch
 def training_loss(self: SAE, x: torch.Tensor, # [B, d_in] training batch (scaled units)
                   dense: bool = False, # plain autograd reference path instead of the sparse one
                   update: bool = True, # update firing counters and threshold
                   update_threshold: bool | None = None, # update the threshold (default: `update`); the trainer skips the warm-up
                   dead: torch.Tensor | None = None, # override the dead mask (tests)
+                  distributed: bool = False, # `x` is this rank's equal slice of a global batch (see `dmsae.distributed`)
                  ) -> dict:
     "Matryoshka BatchTopK loss with AuxK; returns the loss tensor and detached statistics."
     self._check_x(x)
@@ -283,13 +311,15 @@ def training_loss(self: SAE, x: torch.Tensor, # [B, d_in] training batch (scaled
     with torch.no_grad():
         xc = x - self.b_dec
         h = torch.addmm(self.b_enc, xc, self.W_enc)
-        rows, cols, vals, budget = self.select_active(h)
+        rows, cols, vals, budget = self.select_active(h, distributed)
         free_vals = vals[cols >= c] if self.cfg.core_act == "relu" else vals
         if update:
             fired = torch.zeros(Fw, dtype=torch.bool, device=x.device); fired[cols] = True
-            self.tokens_since_fired.add_(B).masked_fill_(fired, 0)
+            if distributed: fired = all_reduce(fired.to(torch.uint8), "max").bool()   # fired on any rank
+            self.tokens_since_fired.add_(B * (rank_world()[1] if distributed else 1)).masked_fill_(fired, 0)
         if update if update_threshold is None else update_threshold:
-            if free_vals.numel(): self.update_threshold(free_vals.min())
+            if distributed: self._update_threshold_global(free_vals, h, c)
+            elif free_vals.numel(): self.update_threshold(free_vals.min())
             elif c < Fw: self.update_threshold(h[:, c:].max().clamp_min(0))  # nothing kept: the batch's cut lies above every non-core pre-activation
         dead = self.dead_mask() if dead is None else dead
         aux_e = self._aux_entries(h, dead) if self.cfg.aux_alpha > 0 else None
@@ -312,16 +342,19 @@ def training_loss(self: SAE, x: torch.Tensor, # [B, d_in] training batch (scaled
     loss = level_mse.mean()
     resid = -err[-1].detach()
     aux = x.new_zeros(())
-    if aux_e is not None and aux_e[0].numel():
+    n_aux = 0 if aux_e is None else aux_e[0].numel()
+    if distributed and aux_e is not None: n_aux = int(all_reduce(torch.tensor(n_aux)))   # AuxK is on when any rank has an entry
+    if n_aux:
         ar, ac, av = aux_e
-        if dense:
+        if not ar.numel(): recon = torch.zeros_like(resid)   # (distributed) no AuxK entry on this rank
+        elif dense:
             am = torch.zeros_like(h, dtype=torch.bool); am[ar, ac] = True
             recon = (h_g * am) @ self.W_dec
         else:
             o = torch.argsort(ar, stable=True)
             va = GatherPreacts.apply(av[o], xc, self.W_enc, self.b_enc, self.b_dec, ar[o], ac[o])
             recon = F.embedding_bag(ac[o], self.W_dec, _offsets(ar[o], B), mode="sum", per_sample_weights=va)
-        denom = (resid - resid.mean(0)).pow(2).sum(-1).mean()
+        denom = _global_resid_var(resid) if distributed else (resid - resid.mean(0)).pow(2).sum(-1).mean()
         aux = ((recon - resid).pow(2).sum(-1).mean() / denom).nan_to_num(0.0)
         loss = loss + self.cfg.aux_alpha * aux
     with torch.no_grad():

@@ -4,11 +4,12 @@
 
 # %% ../nbs/05_train.ipynb #efc3714d
 from __future__ import annotations
-import copy, csv, hashlib, json, math, os
+import copy, csv, hashlib, json, math, os, warnings
 from pathlib import Path
 import torch
 from .config import DMSAEConfig, get_config
 from .sae import SAE, save_sae, load_sae
+from .distributed import rank_world, is_main, barrier, all_reduce
 
 # %% auto #0
 __all__ = ['CKPT_NAME', 'TensorSource', 'input_scale', 'geometric_median', 'default_lr', 'lr_factor', 'remove_parallel_grad',
@@ -136,6 +137,31 @@ class _Stream:
 
 _STAT_KEYS = ("loss", "auxk", "l0", "l0_core", "l0_noncore", "fvu", "dead_frac")
 
+class _TrainingLoss(torch.nn.Module):
+    "The SAE's training loss as a module's `forward`, so that `DistributedDataParallel` can wrap it."
+    def __init__(self, sae): super().__init__(); self.sae = sae
+    def forward(self, x, **kw): return self.sae.training_loss(x, distributed=True, **kw)
+
+def _ddp(sae: SAE):
+    "Wrap `sae` for data-parallel training; the core's `W_enc` columns get a zero gradient before DDP's reducer sees it."
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    c = sae.n_core
+    def no_core_grad(g):
+        g = g.clone(); g[:, :c] = 0; return g
+    hook = sae.W_enc.register_hook(no_core_grad) if c else None
+    dev = sae.W_enc.device
+    ids = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else None
+    with warnings.catch_warnings():      # newer torch renames broadcast_buffers; the old name still works everywhere
+        warnings.simplefilter("ignore", FutureWarning)
+        model = DDP(_TrainingLoss(sae), device_ids=ids, broadcast_buffers=False)  # buffers are kept equal by global reductions
+    return model, hook
+
+def _mean_over_ranks(mse: list, stat: dict) -> tuple[list, dict]:
+    "Average the logged statistics of one step over the ranks (one all-reduce)."
+    W = rank_world()[1]
+    v = all_reduce(torch.tensor(mse + [stat[k] for k in _STAT_KEYS], dtype=torch.float64)) / W
+    return v[: len(mse)].tolist(), dict(zip(_STAT_KEYS, v[len(mse):].tolist()))
+
 def _write_history(out_dir: Path, history: list):
     (out_dir / "history.json").write_text(json.dumps(history, indent=1))
     if history:
@@ -161,6 +187,9 @@ def train_sae(cfg: DMSAEConfig, # run config
     from tqdm.auto import tqdm
     cfg = cfg.validate(); out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
     B = cfg.batch_size; d = int(source.d_in)
+    rank, world = rank_world(); ddp = world > 1                       # launched by torchrun: data-parallel (dmsae.distributed)
+    if ddp and B % world: raise ValueError(f"batch_size={B} must be divisible by the {world} processes (each takes an equal slice)")
+    lo, hi = rank * B // world, (rank + 1) * B // world
     n_steps = int(n_steps if n_steps is not None else cfg.n_train_tokens // B)
     if n_steps <= 0: raise ValueError(f"n_steps={n_steps}: need at least one step (n_train_tokens >= batch_size)")
     if core is not None:
@@ -214,13 +243,15 @@ def train_sae(cfg: DMSAEConfig, # run config
     warm = min(cfg.warmup_steps, n_steps // 10)
     def fresh_acc(): return dict(n=0, mse=[0.0] * G, **{k_: 0.0 for k_ in _STAT_KEYS})
     acc = acc or fresh_acc()
-    bar = tqdm(total=n_steps, initial=start, disable=not progress, desc=f"SAE F={cfg.d_sae} k={cfg.k} core={c}")
+    loss_fn, hook = (_ddp(sae) if ddp else (sae.training_loss, None))
+    bar = tqdm(total=n_steps, initial=start, disable=not progress or rank > 0, desc=f"SAE F={cfg.d_sae} k={cfg.k} core={c}")
     for step in range(start, n_steps):
         x = stream.next()
+        if ddp: x = x[lo:hi]                                            # this rank's slice of the global batch
         if x.ndim != 2 or x.shape[1] != d:
             raise ValueError(f"batch {step} has shape {tuple(x.shape)}; expected [B, d_in={d}] (source.d_in and the cache disagree?)")
         x = x.to(device=device, dtype=torch.float32) * s
-        out = sae.training_loss(x, dense=dense, update_threshold=step >= warm)
+        out = loss_fn(x, dense=dense, update_threshold=step >= warm)
         if not torch.isfinite(out["loss"]): raise ValueError(f"loss is {float(out['loss'])} at step {step}; lower lr (cfg.lr) or check the data")
         opt.zero_grad(set_to_none=True)
         out["loss"].backward()
@@ -230,11 +261,15 @@ def train_sae(cfg: DMSAEConfig, # run config
         cur_lr = sched.get_last_lr()[0]
         opt.step(); sched.step()
         normalise_decoder(sae.W_dec)
-        acc["n"] += 1
-        for j, v in enumerate(out["level_mse"].tolist()): acc["mse"][j] += v
+        mse = out["level_mse"].tolist()
+        stat = {}
         for k_ in _STAT_KEYS:
             v = out["aux" if k_ == "auxk" else k_]
-            acc[k_] += v.detach().item() if torch.is_tensor(v) else float(v)
+            stat[k_] = v.detach().item() if torch.is_tensor(v) else float(v)
+        if ddp: mse, stat = _mean_over_ranks(mse, stat)
+        acc["n"] += 1
+        for j, v in enumerate(mse): acc["mse"][j] += v
+        for k_ in _STAT_KEYS: acc[k_] += stat[k_]
         if (step + 1) % log_every == 0 or step + 1 == n_steps:
             n = acc["n"]
             row = dict(step=step + 1, tokens=(step + 1) * B, lr=cur_lr, loss=acc["loss"] / n,
@@ -243,19 +278,22 @@ def train_sae(cfg: DMSAEConfig, # run config
             history.append(row); acc = fresh_acc()
             bar.set_postfix(fvu=f"{row['fvu']:.3f}", l0=f"{row['l0']:.1f}", dead=f"{row['dead_frac']:.2f}")
         bar.update(1)
-        if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < n_steps:
+        if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < n_steps and is_main():
             save_checkpoint(ckpt_path, run_key=run_key, sae_cfg=sae.cfg.to_dict(), sae=sae.state_dict(), opt=opt.state_dict(),
                             sched=sched.state_dict(), step=step + 1, epoch=stream.epoch, pos=stream.pos, scale=s,
                             history=history, acc=acc, core_ids=core_ids, rng=torch.get_rng_state())
         if callback is not None: callback(step + 1, sae)
     bar.close()
+    if hook is not None: hook.remove()
     if c: assert torch.equal(sae.W_enc.detach()[:, :c], core_cols), "frozen core columns changed"
     final = copy.deepcopy(sae).fold_scale(s); final.zero_grad(set_to_none=True)
-    _write_history(out_dir, history)
-    save_sae(final, out_dir, history=history, config=cfg.to_dict(), core_ids=core_ids, scale=s, n_steps=n_steps,
-             tokens=n_steps * B, level_widths=final.cfg.level_widths, complete=True, run_key=run_key)
-    if not keep_checkpoint and ckpt_path.exists(): ckpt_path.unlink()
-    ckpt_path.with_name(ckpt_path.name + ".tmp").unlink(missing_ok=True)   # left over if a run was killed while writing
+    if is_main():                                                       # one writer; every rank returns the same SAE
+        _write_history(out_dir, history)
+        save_sae(final, out_dir, history=history, config=cfg.to_dict(), core_ids=core_ids, scale=s, n_steps=n_steps,
+                 tokens=n_steps * B, level_widths=final.cfg.level_widths, complete=True, run_key=run_key)
+        if not keep_checkpoint and ckpt_path.exists(): ckpt_path.unlink()
+        ckpt_path.with_name(ckpt_path.name + ".tmp").unlink(missing_ok=True)   # left over if a run was killed while writing
+    barrier()
     final.meta = json.loads((out_dir / "dmsae.json").read_text()); final.meta.pop("tokens_since_fired", None)
     final.history = history
     return final, history
