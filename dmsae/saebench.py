@@ -10,7 +10,7 @@ import numpy as np, torch
 
 # %% auto #0
 __all__ = ['OFFLINE_EVALS', 'SAEBENCH_COLS', 'load_hooked_transformer', 'TokenStore', 'load_lens_sae', 'core_eval_config',
-           'run_core', 'run_meta_structure', 'saebench_run']
+           'run_core', 'run_meta_structure', 'saebench_run', 'first_letter_check', 'run_absorption']
 
 # %% ../nbs/11_saebench.ipynb #e523c6c3
 def load_hooked_transformer(name_or_path: str, # `embedded:SmolLM2-135M-Instruct`, a local HF folder, or a TL model name
@@ -187,3 +187,69 @@ def saebench_run(run_dir, # run directory; every SAE folder (with `dmsae.json`) 
         rows.append(row)
     write_table(rows, run_dir / out / "saebench", SAEBENCH_COLS)
     return rows
+
+# %% ../nbs/11_saebench.ipynb #d751fabd
+def first_letter_check(lm, # our `LM`
+                       layer: int, # hook layer of the residual probe
+                       n_words: int = 1500, # vocabulary words sampled (the eval uses all alphabetic tokens)
+                       max_icl_examples: int = 10, # solved examples before the word (the eval's default)
+                       template: str = "{word} has the first letter:", # the eval's `prompt_template`
+                       pos: int = -6, # the eval's `prompt_token_pos`: the word's last token
+                       min_f1: float = 0.6, # the eval's `min_GT_probe_f1`
+                       batch: int = 32, # prompts per forward pass
+                       seed: int = 0,
+                      ) -> dict:
+    "SAEBench absorption's first-letter prerequisites on a word sample: ICL accuracy, probe accuracy and per-letter probe F1."
+    import random
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import f1_score
+    from threadpoolctl import threadpool_limits
+    from sae_bench.evals.absorption.vocab import get_alpha_tokens, LETTERS
+    from sae_bench.evals.absorption.prompting import create_icl_prompt, first_letter_formatter
+    tok = lm.tokenizer; random.seed(seed)
+    vocab = get_alpha_tokens(tok)
+    words = random.sample(vocab, min(n_words, len(vocab)))
+    prompts = [create_icl_prompt(w, examples=vocab, base_template=template, answer_formatter=first_letter_formatter(),
+                                 max_icl_examples=max_icl_examples) for w in words]
+    ids = [tok(p.base, add_special_tokens=False)["input_ids"] for p in prompts]
+    ans = [tok(p.answer, add_special_tokens=False)["input_ids"][0] for p in prompts]
+    cls = np.array([LETTERS.index(p.answer.strip().lower()) for p in prompts])
+    hits, feats, pad = [], [], tok.pad_token_id if tok.pad_token_id is not None else 0
+    with torch.no_grad():
+        for b in range(0, len(ids), batch):
+            chunk = ids[b:b + batch]; L = max(map(len, chunk))
+            x = torch.tensor([c + [pad] * (L - len(c)) for c in chunk])          # right padding: causal, so real positions are exact
+            out = lm.model.get_decoder()(input_ids=x.to(lm.device), output_hidden_states=True, use_cache=False)
+            last = torch.tensor([len(c) - 1 for c in chunk]); r = torch.arange(len(chunk))
+            logits = lm.model.get_output_embeddings()(out.last_hidden_state[r, last])   # the last real position only
+            hits += (logits.argmax(-1).cpu() == torch.tensor(ans[b:b + batch])).tolist()
+            feats.append(out.hidden_states[layer + 1][r, last + 1 + pos].float().cpu())
+    X = torch.cat(feats).numpy(); n_tr = int(0.8 * len(X))
+    with threadpool_limits(1), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = LogisticRegression(max_iter=2000).fit(X[:n_tr], cls[:n_tr])
+    pred = clf.predict(X[n_tr:])
+    f1 = f1_score(cls[n_tr:], pred, labels=range(26), average=None, zero_division=0)
+    present = np.isin(np.arange(26), cls[n_tr:])
+    return dict(n_words=len(words), vocab_size=len(vocab), icl_accuracy=float(np.mean(hits)),
+                probe_accuracy=float((pred == cls[n_tr:]).mean()), letters_tested=int(present.sum()),
+                letters_f1_above=int((f1[present] > min_f1).sum()), mean_letter_f1=float(f1[present].mean()),
+                f1_per_letter={LETTERS[i]: round(float(f1[i]), 3) for i in range(26) if present[i]})
+
+def run_absorption(sae_path, # an SAE folder written by `save_sae`
+                   out_dir, # results folder (SAEBench's JSON) and working directory for its artifacts
+                   model_name: str, # `cfg.model_name` (a local model is loaded with `load_hooked_transformer`)
+                   device: str = "cpu", sae_id: str | None = None, release: str = "dmsae", force: bool = False,
+                   **cfg_kw, # fields of `AbsorptionEvalConfig` (e.g. `llm_batch_size`)
+                  ) -> dict:
+    "SAEBench's `absorption` eval on one saved SAE with a local model (hours on a CPU; use a GPU)."
+    from sae_bench.evals.absorption.main import run_eval
+    from sae_bench.evals.absorption.eval_config import AbsorptionEvalConfig
+    from dmsae.probing import local_tl_model
+    sae_path, out_dir = Path(sae_path), Path(out_dir).resolve(); out_dir.mkdir(parents=True, exist_ok=True)
+    ec = AbsorptionEvalConfig(model_name=model_name, **cfg_kw)
+    cwd = os.getcwd(); os.chdir(out_dir)
+    try:
+        with local_tl_model(model_name):
+            return run_eval(ec, [(release, load_lens_sae(sae_path, device))], device, str(out_dir), force_rerun=force)
+    finally: os.chdir(cwd)
