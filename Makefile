@@ -30,9 +30,12 @@ test: setup         ## nbdev_test (notebooks) + pytest, closing line "N passed, 
 test-slow: setup    ## also the cells tagged #| slow
 	@$(PY) tools/run_tests.py --flags slow
 
-bench: setup        ## CPU benchmarks (bench/README.md)
-	@$(PY) bench/bench_cache.py
-	@$(PY) bench/bench_train.py
+bench: setup        ## CPU benchmarks, quick settings (< 15 min on 2 cores); tables in bench/results/*-quick.md (bench/README.md)
+	@$(PY) bench/bench_cache.py --quick
+	@$(PY) bench/bench_train.py --quick
+	@$(PY) bench/bench_attribution.py --quick
+	@$(PY) bench/bench_scaling.py --quick
+	@$(PY) bench/collect.py
 
 readme: install      ## README.md from nbs/index.ipynb
 	@$(PY) tools/make_readme.py

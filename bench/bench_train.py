@@ -2,7 +2,10 @@
 """SAE training step: dmsae (`dmsae.sae.SAE` + the `train_sae` step) vs SAELens `MatryoshkaBatchTopKTrainingSAE` + `SAETrainer.step`:
 tokens/s and peak memory per width, distance to the dense-matmul bound, an equal-loss check, and a profile of our step.
 
-    python bench/bench_train.py [--quick] [--full] [--synthetic]
+    python bench/bench_train.py [--quick] [--full] [--synthetic] [--ks 32 128]
+
+`--quick` (used by `make bench`) writes `results/train-quick.md`, otherwise `results/train.md`; both also write a PNG of the
+two loss curves beside the table. Widths whose estimated peak memory exceeds 80% of MemAvailable are skipped (and said so).
 
 Both trainers see the same batches (real activations of the tiny cache, or N(0, I) with `--synthetic`), scaled to mean squared
 norm d_in, with Adam(betas 0.9, 0.999), lr 2e-4/sqrt(F/2^14), grad-norm clip 1 and the same warm-up/decay schedule. Each
@@ -52,7 +55,7 @@ class DM:
         self.sae = init_sae(cfg, x0.shape[1], None, x0[:batch_size])     # b_dec = geometric median of the first batch, as train_sae
         self.params = [self.sae.W_enc, self.sae.W_dec, self.sae.b_enc, self.sae.b_dec]
         self.lr = cfg.lr or default_lr(F)
-        self.opt = torch.optim.Adam(self.params, lr=self.lr, betas=(0.9, 0.999))
+        self.opt = torch.optim.Adam(self.params, lr=self.lr, betas=(0.9, 0.999), fused=True)   # as train_sae
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, schedule(n_steps))
         self.warm, self.clip, self.i = min(cfg.warmup_steps, n_steps // 10), cfg.grad_clip, 0
 
@@ -137,7 +140,8 @@ def interleaved(fns, batches, rounds, block):
 
 # ---------------------------------------------------------------- peak memory (child process)
 MEM_STEPS = 2
-def mem_child(lib, F, synthetic):
+def mem_child(lib, F, synthetic, k):
+    global K; K = k
     rss = lambda k: int(next(l for l in open("/proc/self/status") if l.startswith(k)).split()[1]) / 1024
     data, _ = load_data(synthetic)
     if lib == "SAELens": import sae_lens.training.sae_trainer  # noqa: F401  (import before the baseline)
@@ -147,11 +151,31 @@ def mem_child(lib, F, synthetic):
     for i in range(MEM_STEPS): tr.step(data[i * B:(i + 1) * B])
     print(json.dumps(dict(base=base, peak=rss("VmHWM"))))
 
-def peak_memory(lib, F, synthetic):
-    cmd = [sys.executable, __file__, "--_mem", lib, str(F)] + (["--synthetic"] if synthetic else [])
+def peak_memory(lib, F, synthetic, k):
+    cmd = [sys.executable, __file__, "--_mem", lib, str(F), str(k)] + (["--synthetic"] if synthetic else [])
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0: return None, r.stderr.strip().splitlines()[-1:] or ["failed"]
     return json.loads(r.stdout.strip().splitlines()[-1]), None
+
+# ---------------------------------------------------------------- memory guard and loss-curve plot
+def avail_GB():
+    return int(next(l for l in open("/proc/meminfo") if l.startswith("MemAvailable")).split()[1]) / 2**20
+
+def need_GB(F, k):
+    "Rough upper estimate of the larger of the two trainers' peaks (SAELens measured ~0.17 MB per latent at batch 4096, k 32)."
+    return (F * B * 4 * 10 + 8 * F * 576 * 4) / 2**30 * (1 + k / 256)
+
+def fits(F, k): return need_GB(F, k) < 0.8 * avail_GB()
+
+def loss_png(curve, var, name, LB):
+    import matplotlib; matplotlib.use("Agg"); import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for n, c in curve.items(): ax.plot(range(1, len(c) + 1), [o["mse"] / var for o in c], label=n, lw=1.2)
+    ax.set_xlabel(f"step ({LB} tokens each, same batches)"); ax.set_ylabel("training-batch FVU (full width)")
+    ax.set_title(f"dmsae vs SAELens, F=4096, k={K}"); ax.legend(); ax.grid(alpha=.3); fig.tight_layout()
+    from common import RESULTS
+    p = RESULTS / f"{name}_loss.png"; RESULTS.mkdir(exist_ok=True); fig.savefig(p, dpi=110); plt.close(fig)
+    return p
 
 # ---------------------------------------------------------------- profile of our step
 def profile_dm(F, data, steps):
@@ -179,12 +203,18 @@ def main():
     ap.add_argument("--synthetic", action="store_true", help="N(0, I) rows instead of the tiny activation cache")
     ap.add_argument("--loss-steps", type=int, default=None); ap.add_argument("--loss-batch", type=int, default=None)
     ap.add_argument("--no-memory", action="store_true")
-    ap.add_argument("--_mem", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--ks", type=int, nargs="+", default=[32, 128], help="k values of the throughput and memory tables")
+    ap.add_argument("--widths", type=int, nargs="+", default=None, help="widths of the throughput and memory tables (overrides --quick/--full)")
+    ap.add_argument("--name", default=None, help="result file name (default: train, or train-quick with --quick)")
+    ap.add_argument("--_mem", nargs=3, help=argparse.SUPPRESS)
     a = ap.parse_args()
-    if a._mem: return mem_child(a._mem[0], int(a._mem[1]), a.synthetic)
+    global K
+    if a._mem: return mem_child(a._mem[0], int(a._mem[1]), a.synthetic, int(a._mem[2]))
+    out_name = a.name or ("train-quick" if a.quick else "train"); k_loss = K
     T0 = time.perf_counter()
-    widths = [4096] if a.quick else [4096, 16384] + ([65536] if a.full else [])
-    plan = {4096: (2 if a.quick else 4, 2), 16384: (4, 1), 65536: (2, 1)}          # (rounds, block) per width
+    widths = a.widths or ([4096] if a.quick else [4096, 16384] + ([65536] if a.full else []))
+    plan = {4096: (2 if a.quick else 4, 2), 16384: (4, 1), 65536: (2, 1)}
+    plan = {F: plan.get(F, (2, 1)) for F in widths}          # (rounds, block) per width
     loss_steps = a.loss_steps or (30 if a.quick else 150)
     loss_batch = a.loss_batch or (B if a.full else 1024)
     data, src = load_data(a.synthetic)
@@ -194,19 +224,23 @@ def main():
     batches = [data[i * B:(i + 1) * B] for i in range(data.shape[0] // B)]
 
     # 1 + 2: throughput and distance to the matmul bound
-    rows, bound_rows = [], []
-    for F in widths:
+    rows, bound_rows, skipped = [], [], []
+    grid = [(F, k) for F in widths for k in a.ks]
+    for F, k in grid:
+        K = k
+        if not fits(F, k):
+            skipped.append(f"F={F}, k={k}: estimated peak {need_GB(F, k):.1f} GB > 80% of MemAvailable {avail_GB():.1f} GB"); continue
         rounds, block = plan[F]
         dm, sl, bd = DM(F, data, 10_000), SL(F, 10_000), Bound(F, d)
         for f in (dm.step, sl.step, bd.pair, bd.fwd): f(batches[0])         # warm-up (allocations, Adam state)
         t = interleaved({"dmsae": dm.step, "SAELens": sl.step, "pair": bd.pair, "fwd": bd.fwd}, batches, rounds, block)
         m = {n: statistics.median(v) for n, v in t.items()}
         del dm, sl, bd
-        rows.append(dict(d_sae=F, dmsae_tok_per_s=B / m["dmsae"], SAELens_tok_per_s=B / m["SAELens"],
+        rows.append(dict(d_sae=F, k=k, dmsae_tok_per_s=B / m["dmsae"], SAELens_tok_per_s=B / m["SAELens"],
                          dmsae_s_per_step=m["dmsae"], SAELens_s_per_step=m["SAELens"], speedup=m["SAELens"] / m["dmsae"],
                          steps_each=len(t["dmsae"])))
         fl = 2 * B * d * F
-        bound_rows.append(dict(d_sae=F, fwd_matmul_s=m["fwd"], fwd_GFLOP_per_s=fl / m["fwd"] / 1e9, bound_pair_s=m["pair"],
+        bound_rows.append(dict(d_sae=F, k=k, fwd_matmul_s=m["fwd"], fwd_GFLOP_per_s=fl / m["fwd"] / 1e9, bound_pair_s=m["pair"],
                                dmsae_x_bound=m["dmsae"] / m["pair"], dmsae_x_fwd=m["dmsae"] / m["fwd"],
                                SAELens_x_bound=m["SAELens"] / m["pair"]))
         print(rows[-1], bound_rows[-1], f"[{time.perf_counter() - T0:.0f}s]", flush=True)
@@ -214,17 +248,18 @@ def main():
     # peak memory, a fresh process per (library, width)
     mem_rows = []
     if not a.no_memory:
-        for F in widths:
-            r = dict(d_sae=F, params_grads_adam_MB=8 * F * d * 4 / 2**20)
+        for F, k in grid:
+            if not fits(F, k): continue
+            r = dict(d_sae=F, k=k, params_grads_adam_MB=8 * F * d * 4 / 2**20)
             for lib in ("dmsae", "SAELens"):
-                res, err = peak_memory(lib, F, a.synthetic)
+                res, err = peak_memory(lib, F, a.synthetic, k)
                 r[f"{lib}_peak_MB"] = res["peak"] - res["base"] if res else f"failed: {err[0][:60]}"
             if all(isinstance(r[f"{l}_peak_MB"], float) for l in ("dmsae", "SAELens")):
                 r["ratio_SAELens_over_dmsae"] = r["SAELens_peak_MB"] / r["dmsae_peak_MB"]
             mem_rows.append(r); print(r, f"[{time.perf_counter() - T0:.0f}s]", flush=True)
 
     # 3: equal-loss check at width 4096, same batches in the same order, steps interleaved
-    F = 4096; LB = loss_batch
+    F = 4096; LB = loss_batch; K = k_loss
     g = torch.Generator().manual_seed(0); order = []
     while len(order) < loss_steps * LB: order += torch.randperm(train.shape[0], generator=g)[: train.shape[0] // LB * LB].tolist()
     order = torch.tensor(order[: loss_steps * LB]).view(loss_steps, LB)
@@ -250,6 +285,7 @@ def main():
                   mse_full=lm[-1], l0=l0, latents_firing=f"{100 * alive:.0f}%", median_step_s=statistics.median(lt[n]))
              for n, (lm, alive, l0) in ev.items()]
     print(table(cur), "\n", table(final), f"[{time.perf_counter() - T0:.0f}s]", flush=True)
+    png = loss_png(curve, var, out_name, LB)
 
     # profile of our step
     PF = 16384 if not a.quick else 4096; psteps = 3 if not a.quick else 2
@@ -257,8 +293,8 @@ def main():
     print(table(ph), "\n", table(op), flush=True)
 
     # ---- write
-    sp = {r["d_sae"]: r["speedup"] for r in rows}
-    body = (f"Data: {src}, scaled to mean squared norm d={d}. d_in {d}, k {K}, batch {B} tokens; Matryoshka groups = dmsae's default "
+    sp = {(r["d_sae"], r["k"]): r["speedup"] for r in rows}
+    body = (f"Data: {src}, scaled to mean squared norm d={d}. d_in {d}, k {a.ks} (equal-loss check: k {k_loss}), batch {B} tokens; Matryoshka groups = dmsae's default "
             f"fractions (1/32, 1/16, 1/8, 1/4, rest), i.e. SAELens `matryoshka_widths` = dmsae's cumulative prefixes. "
             f"Adam(0.9, 0.999), lr 2e-4/sqrt(F/2^14), grad clip 1, same schedule. Each trainer keeps its own initialisation "
             f"and decoder-norm handling.\n\n"
@@ -268,8 +304,8 @@ def main():
             f"(`training_forward_pass`, firing statistics, backward, clip, Adam, schedule). Median seconds per step over "
             f"alternating blocks (dmsae / SAELens / bound, order reversed each round) in one process; the machine was shared with "
             f"other jobs. No latent is dead during these steps (dmsae: 10M tokens, SAELens: 1000 steps), so neither runs its AuxK "
-            f"path. **Speed-up dmsae vs SAELens: " + ", ".join(f"{v:.1f}x at F={k}" for k, v in sp.items()) +
-            "** (target >= 3x on CPU).\n\n"
+            f"path. **Speed-up dmsae vs SAELens: " + ", ".join(f"{v:.1f}x at F={f}, k={kk}" for (f, kk), v in sp.items()) +
+            "** (target >= 3x on CPU).\n\n" + ("Skipped by the memory guard: " + "; ".join(skipped) + ".\n\n" if skipped else "") +
             f"### Distance to the hardware limit\n\n" + table(bound_rows) +
             f"\n\n`fwd_matmul` = H = X[B,d] @ W_enc[d,F] alone (2·B·d·F FLOPs, preallocated output), the one dense product any exact "
             f"BatchTopK step needs (every pre-activation is a candidate). `bound_pair` = that forward plus the dense W_enc-gradient "
@@ -290,11 +326,12 @@ def main():
              + table(cur) +
              f"\n\nAfter training, on {hold.shape[0]:,} held-out rows (the last rows of the cache, not trained on), BatchTopK "
              f"reconstruction at every Matryoshka level, FVU with the same denominator for both:\n\n" + table(final) +
-             "\n\n")
+             f"\n\nLoss curves (per-step full-width FVU of both trainers): [{png.name}]({png.name})\n\n")
+    body += (f"Load average (1 min) at the end of the timed sections: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores.\n\n")
     body += (f"### Where the time goes in a dmsae step (F={PF}, torch.profiler, {psteps} steps)\n\n" + table(ph) +
              "\n\nTop operators by self CPU time:\n\n" + table(op) +
              f"\n\nWhole script: {time.perf_counter() - T0:.0f}s.")
-    write("train", "SAE training step: dmsae vs SAELens (Matryoshka BatchTopK)", body,
+    write(out_name, "SAE training step: dmsae vs SAELens (Matryoshka BatchTopK)", body,
           "python bench/bench_train.py " + " ".join(sys.argv[1:]))
 
 if __name__ == "__main__": main()
