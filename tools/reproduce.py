@@ -1,6 +1,9 @@
 #!/usr/bin/env python
 """Run the paper notebooks (nbs/paper/*.ipynb, in name order) with papermill on one profile.
 
+Each stage's wall time goes into its stamp (with the earlier runs' times) and into figures/<profile>/table_stage_times.md:
+a rerun reuses finished work (caches, trained SAEs, evaluations), so the longest run of a stage is the one from scratch.
+
 Executed copies go to figures/<profile>/executed/; a stage whose notebook, parameters and library are unchanged since
 its last successful run is skipped (delete figures/<profile>/executed/ to force a rerun)."""
 import argparse, hashlib, json, sys, time
@@ -14,6 +17,21 @@ def digest(*paths) -> str:
         for f in sorted(Path(p).rglob("*.py")) if Path(p).is_dir() else [Path(p)]:
             h.update(f.name.encode()); h.update(f.read_bytes())
     return h.hexdigest()[:16]
+
+def write_stage_times(executed: Path, figs: Path):
+    "table_stage_times.{md,csv}: the wall time of each stage's last successful run (from the stamps)."
+    rows = []
+    for st in sorted(executed.glob("*.done.json")):
+        d = json.loads(st.read_text())
+        longest = max([d] + d.get("history", []), key=lambda r: r["seconds"])  # a rerun reuses finished work and is shorter
+        rows.append((st.name.replace(".done.json", ""), d["seconds"], longest["seconds"], longest.get("finished", "")))
+    if not rows: return
+    tot, tot_long = sum(r[1] for r in rows), sum(r[2] for r in rows)
+    md = ["| stage | last run (s) | longest run (s) | longest run (min) | longest run finished |", "|---|---|---|---|---|"]
+    md += [f"| {n} | {s:.0f} | {l:.0f} | {l / 60:.1f} | {f} |" for n, s, l, f in rows]
+    md += [f"| **total** | {tot:.0f} | {tot_long:.0f} | {tot_long / 60:.1f} | |"]
+    (figs / "table_stage_times.md").write_text("\n".join(md) + "\n")
+    (figs / "table_stage_times.csv").write_text("stage,last_s,longest_s,longest_finished\n" + "".join(f"{n},{s},{l},{f}\n" for n, s, l, f in rows))
 
 def main():
     ap = argparse.ArgumentParser()
@@ -39,9 +57,15 @@ def main():
         pm.execute_notebook(str(nb), str(out / nb.name), parameters=params, kernel_name=a.kernel, cwd=str(ROOT),
                             progress_bar=False, log_output=True)
         times[nb.name] = round(time.time() - t0, 1)
-        stamp.write_text(json.dumps(dict(key=key, seconds=times[nb.name], finished=time.strftime("%Y-%m-%d %H:%M:%S"))))
+        prev = json.loads(stamp.read_text()) if stamp.exists() else {}
+        history = prev.get("history", []) + ([dict(seconds=prev["seconds"], finished=prev.get("finished", ""))] if "seconds" in prev else [])
+        stamp.write_text(json.dumps(dict(key=key, seconds=times[nb.name], finished=time.strftime("%Y-%m-%d %H:%M:%S"),
+                                         history=history[-10:])))
         print(f"[reproduce] {nb.name} done in {times[nb.name]}s", flush=True)
     figs = out.parent
+    write_stage_times(out, figs)
+    if (ROOT / "README.md").exists() and any(f"include: figures/{figs.name}/" in l for l in (ROOT / "README.md").read_text().splitlines()):
+        import subprocess; subprocess.run([sys.executable, str(ROOT / "tools" / "make_readme.py")], check=False)  # README quotes these files
     print(f"\n[reproduce] finished in {time.time() - t_all:.0f}s; figures and tables in {figs}:")
     for f in sorted(figs.glob("*")):
         if f.is_file(): print("   ", f.relative_to(ROOT))
