@@ -171,8 +171,8 @@ def transfer(cfg: DMSAEConfig, # run config: `transfer_ks`, `seeds`
     train = build_activation_cache(cfg, "train", lm, progress=False)
     base_steps = cfg.n_train_tokens // cfg.batch_size
     out = []
-    (root / "transfer").mkdir(parents=True, exist_ok=True)
-    with open(root / "transfer" / ".lock", "a") as lock:   # a second process (e.g. the next papermill stage) waits, then finds every SAE finished
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".transfer.lock", "a") as lock:   # a second process (e.g. the next papermill stage) waits, then finds every SAE finished
         if is_main(): fcntl.flock(lock, fcntl.LOCK_EX)
         for seed in seeds:
             for k in ks:
