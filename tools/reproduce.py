@@ -19,7 +19,7 @@ def digest(*paths) -> str:
     return h.hexdigest()[:16]
 
 def write_stage_times(executed: Path, figs: Path):
-    "table_stage_times.{md,csv}: the wall time of each stage's last successful run (from the stamps)."
+    "table_stage_times.{md,csv}: each stage's last and longest (= from scratch) wall time, from the stamps and their history."
     rows = []
     for st in sorted(executed.glob("*.done.json")):
         d = json.loads(st.read_text())
