@@ -12,7 +12,7 @@ export PYTHONUNBUFFERED = 1
 # idle OpenMP threads must not spin: with 2 cores and parallel notebooks, spinning made SAE steps ~6x slower
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install setup reproduce test test-slow bench export readme
+.PHONY: install setup reproduce check-corpus test test-slow bench export readme
 
 install:            ## create .venv and install everything (idempotent)
 	@bash tools/install.sh
@@ -21,13 +21,20 @@ setup: install      ## + embedded corpus and converted model (idempotent)
 	@$(VENV)/bin/nbdev_export
 	@$(VENV)/bin/dmsae setup
 
+# make reproduce stops when the corpus differs from the one that made the profile's committed figures
+# (pins/corpus.json); ALLOW_CORPUS_CHANGE=1 runs anyway and records the new corpus as that of the new figures.
+ALLOW_CORPUS_CHANGE ?=
 reproduce: setup    ## run the paper notebooks with papermill on profile $(PROFILE)
-	@$(PY) tools/reproduce.py --profile $(PROFILE)
+	@$(PY) tools/reproduce.py --profile $(PROFILE) $(if $(filter 1 yes true,$(ALLOW_CORPUS_CHANGE)),--allow-corpus-change)
+
+check-corpus: setup ## the built corpus against its pins, and against the corpus of profile $(PROFILE)'s committed figures
+	@$(PY) tools/pin_corpus.py
+	@$(PY) tools/reproduce.py --profile $(PROFILE) --check-corpus
 
 test: setup         ## nbdev_test (notebooks) + pytest, closing line "N passed, N failed"
 	@$(PY) tools/run_tests.py
 
-test-slow: setup    ## also the cells tagged #| slow
+test-slow: setup    ## also the cells tagged #| slow and the pytest tests marked slow (DMSAE_SLOW=1)
 	@$(PY) tools/run_tests.py --flags slow
 
 bench: setup        ## CPU benchmarks, quick settings (< 15 min on 2 cores); tables in bench/results/*-quick.md (bench/README.md)

@@ -4,20 +4,24 @@
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["train", "train-65536", "train-quick", "attribution", "attribution-quick", "cache", "cache-quick", "scaling", "scaling-quick"]
+ORDER = ["train", "train-65536", "train-quick", "attribution", "attribution-quick", "cache", "cache-quick", "scaling",
+         "scaling-quick"]
 
 def main():
-    readme = HERE / "README.md"; text = readme.read_text()
+    readme = HERE / "README.md"
+    text = readme.read_text()
     start, end = "<!-- tables -->", "<!-- /tables -->"
     if start not in text or end not in text: raise SystemExit(f"{readme} lacks the {start} ... {end} markers")
-    files = sorted((HERE / "results").glob("*.md"), key=lambda p: (ORDER.index(p.stem) if p.stem in ORDER else 99, p.stem))
+    rank = lambda p: (ORDER.index(p.stem) if p.stem in ORDER else 99, p.stem)
+    files = sorted((HERE / "results").glob("*.md"), key=rank)
     parts = []
     for p in files:
         body = p.read_text().strip()
-        body = "\n".join(("#" + l) if l.startswith("#") else l for l in body.splitlines())   # one level down
-        body = body.replace("](", "](results/").replace("](results/http", "](http")               # links relative to bench/
+        body = "\n".join(("#" + l) if l.startswith("#") else l for l in body.splitlines())  # one level down
+        body = body.replace("](", "](results/").replace("](results/http", "](http")  # links relative to bench/
         parts.append(f"<!-- from results/{p.name} -->\n{body}")
-    head, rest = text.split(start, 1); tail = rest.split(end, 1)[1]
+    head, rest = text.split(start, 1)
+    tail = rest.split(end, 1)[1]
     readme.write_text(head + start + "\n\n" + "\n\n".join(parts) + "\n\n" + end + tail)
     print(f"{readme}: {len(files)} result files copied in")
 

@@ -1,11 +1,13 @@
-"""Shared helpers of the benchmark scripts: machine description and result tables."""
-import os, platform, subprocess, time
+"""Shared helpers of the benchmark scripts: machine description, memory figures, scratch homes and result tables."""
+import os, platform, sys, time
 from pathlib import Path
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
+ENV_DEFAULTS = dict(OMP_WAIT_POLICY="PASSIVE", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", WANDB_MODE="disabled")
 
 def machine() -> str:
+    "CPU, cores, torch threads, RAM, GPU and versions, in one line."
     cpu = "unknown CPU"
     try: cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
     except (OSError, StopIteration): pass
@@ -14,12 +16,35 @@ def machine() -> str:
     return (f"{cpu}, {os.cpu_count()} cores visible, torch threads {torch.get_num_threads()}, {mem:.0f} GiB RAM{gpu}; "
             f"torch {torch.__version__}, Python {platform.python_version()}")
 
+def rss(key: str) -> float:
+    "A memory figure of this process from /proc/self/status (`VmRSS`, `VmHWM`), in MB."
+    return int(next(l for l in open("/proc/self/status") if l.startswith(key)).split()[1]) / 1024
+
+def reset_peak():
+    "Reset this process's VmHWM to its current RSS."
+    open("/proc/self/clear_refs", "w").write("5")
+
+def shared_home(h: Path, real: Path) -> Path:
+    "A new DMSAE_HOME at `h` whose corpus and converted model are links to those of `real`."
+    h.mkdir()
+    for sub in ("corpus", "models"): (h / sub).symlink_to(real / sub)
+    return h
+
 def table(rows: list[dict]) -> str:
-    cols = list(rows[0]); fmt = lambda v: f"{v:,.3g}" if isinstance(v, float) else str(v)
+    "A Markdown table of `rows` (floats with 3 significant digits)."
+    cols = list(rows[0])
+    fmt = lambda v: f"{v:,.3g}" if isinstance(v, float) else str(v)
     return "\n".join(["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)] +
                      ["| " + " | ".join(fmt(r[c]) for c in cols) + " |" for r in rows])
 
 def write(name: str, title: str, body: str, command: str):
+    "Write (and print) `results/{name}.md`: the title, the command, the date, the machine and `body`."
     RESULTS.mkdir(exist_ok=True)
     text = f"## {title}\n\n`{command}` on {time.strftime('%Y-%m-%d')}\n\nMachine: {machine()}\n\n{body}\n"
-    (RESULTS / f"{name}.md").write_text(text); print(text)
+    (RESULTS / f"{name}.md").write_text(text)
+    print(text)
+
+def write_result(name: str, quick: bool, title: str, body: str):
+    "`write` to `results/{name}-quick.md` or `results/{name}.md`, with the command line that ran this script."
+    command = f"python bench/{Path(sys.argv[0]).name} " + " ".join(sys.argv[1:])
+    write(f"{name}-quick" if quick else name, title, body, command)

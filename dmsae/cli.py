@@ -5,12 +5,12 @@
 # %% ../nbs/19_cli.ipynb #1ce82e7c
 from __future__ import annotations
 import argparse, json, os, sys, time
-from .config import get_config, load_config, dmsae_home, PROFILES
+from .config import get_config, load_config, dmsae_home, regime, PROFILES
 from .distributed import init_distributed, is_main
 
 # %% auto #0
-__all__ = ['DISTRIBUTED', 'config_from_args', 'cmd_corpus', 'cmd_model', 'cmd_setup', 'cmd_cache', 'cmd_distill', 'cmd_transfer',
-           'cmd_info', 'main']
+__all__ = ['DISTRIBUTED', 'config_from_args', 'cmd_corpus', 'cmd_model', 'cmd_setup', 'cmd_cache', 'cmd_distill',
+           'cmd_transfer', 'cmd_info', 'main']
 
 # %% ../nbs/19_cli.ipynb #20251192
 def _value(s: str):
@@ -18,79 +18,117 @@ def _value(s: str):
     try: return json.loads(s)
     except json.JSONDecodeError: return s
 
+def _overrides(sets: list[str] | None) -> dict:
+    "The `field=value` pairs of the `--set` options as a dict."
+    over = {}
+    for kv in sets or []:
+        if "=" not in kv: raise SystemExit(f"--set expects field=value, got {kv!r}")
+        k, v = kv.split("=", 1)
+        over[k] = _value(v)
+    return over
+
+# %% ../nbs/19_cli.ipynb #e28cedfa
 def config_from_args(a) -> "DMSAEConfig":
     "The config named by `--profile`/`--params` with `--set` overrides applied."
-    over = {}
-    for kv in a.set or []:
-        if "=" not in kv: raise SystemExit(f"--set expects field=value, got {kv!r}")
-        k, v = kv.split("=", 1); over[k] = _value(v)
+    over = _overrides(a.set)
     if a.params:
         return load_config(a.params).replace(**over) if over else load_config(a.params)
     return get_config(a.profile, **over)
 
+# %% ../nbs/19_cli.ipynb #df14f42d
 def cmd_corpus(a):
+    "Build (or check) the embedded corpus and list its sources."
     from dmsae.data import build_embedded_corpus, corpus_dir
     man = build_embedded_corpus(force=a.force)
-    for k, v in man["sources"].items(): print(f"{k:12s} {v['n_docs']:5d} docs {v['n_chars']:>12,} chars  {v['package']}")
+    for k, v in man["sources"].items():
+        print(f"{k:12s} {v['n_docs']:5d} docs {v['n_chars']:>12,} chars  {v['package']}")
     for k, v in man["skipped"].items(): print(f"{k:12s} SKIPPED: {v}")
     print(f"corpus in {corpus_dir()}")
 
 def cmd_model(a):
+    "Load (and on first use convert) the config's model."
     from dmsae.model import load_lm
-    t0 = time.time(); lm = load_lm(config_from_args(a).model_name); print(f"{lm.name}: {lm.n_layers} blocks, d={lm.d_model}, loaded in {time.time() - t0:.2f}s")
+    t0 = time.time()
+    lm = load_lm(config_from_args(a).model_name)
+    print(f"{lm.name}: {lm.n_layers} blocks, d={lm.d_model}, loaded in {time.time() - t0:.2f}s")
 
 def cmd_setup(a):
     "Everything a fresh machine needs before the notebooks: the embedded corpus and the converted model."
-    cmd_corpus(a); cmd_model(a)
+    cmd_corpus(a)
+    cmd_model(a)
 
+# %% ../nbs/19_cli.ipynb #9c7fda78
 def cmd_cache(a):
+    "Build (or resume, or open) the activation caches of the chosen splits."
     from dmsae.activations import build_activation_cache
     cfg = config_from_args(a)
     for split in a.split:
-        c = build_activation_cache(cfg, split)
-        if is_main(): print(f"{split}: {c} in {c.root} ({c.meta.get('tokens_per_s') or 0:,.0f} tok/s)")
+        cache = build_activation_cache(cfg, split)
+        if is_main(): print(f"{split}: {cache} in {cache.root} ({cache.meta.get('tokens_per_s') or 0:,.0f} tok/s)")
 
 def cmd_distill(a):
+    "Run (or resume) the distillation cycles."
     from dmsae.distill import distill
     res = distill(config_from_args(a))
     if is_main(): print(f"distilled core: {res.core_path} ({len(res.cores[-1])} latents)")
 
+def _transfer_line(r: dict) -> str:
+    "One line per trained transfer SAE."
+    return (f"{r['method']:16s} k={r['k']:<4d} seed={r['seed']} core={r['n_core']:<4d} "
+            f"FVU={r['fvu'] or float('nan'):.3f} -> {r['folder']}")
+
 def cmd_transfer(a):
+    "Train the transfer grid with the distilled core and the baselines."
     from dmsae.distill import transfer
     for r in transfer(config_from_args(a), core_path=a.core, methods=a.methods):
-        if is_main(): print(f"{r['method']:16s} k={r['k']:<4d} seed={r['seed']} core={r['n_core']:<4d} FVU={r['fvu'] or float('nan'):.3f} -> {r['folder']}")
+        if is_main(): print(_transfer_line(r))
 
+# %% ../nbs/19_cli.ipynb #ac45d075
 def cmd_info(a):
+    "Print the resolved config, with the data home, the hook name and the regime's ratios (`dmsae.config.regime`)."
     cfg = config_from_args(a)
-    print(json.dumps(dict(home=str(dmsae_home()), hook=cfg.hook_name, **cfg.to_dict()), indent=2))
+    print(json.dumps(dict(home=str(dmsae_home()), hook=cfg.hook_name, **cfg.to_dict(), regime=regime(cfg)), indent=2))
 
+# %% ../nbs/19_cli.ipynb #6f504a04
 DISTRIBUTED = ("cache", "distill", "transfer")   # the commands that run on several processes under torchrun
 
-def main(argv=None):
-    "Entry point of the `dmsae` command."
+def _add_command(sub, name: str, fn, help: str) -> argparse.ArgumentParser:
+    "A sub-command with the config options every command shares."
+    s = sub.add_parser(name, help=help)
+    s.add_argument("--profile", default="tiny", choices=sorted(PROFILES), help="config profile")
+    s.add_argument("--params", default=None, help="a params YAML/JSON file (overrides --profile)")
+    s.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override one config field (repeatable)")
+    s.set_defaults(fn=fn)
+    return s
+
+def _parser() -> argparse.ArgumentParser:
+    "The `dmsae` argument parser with one sub-command per stage."
     p = argparse.ArgumentParser(prog="dmsae", description="Distilled Matryoshka SAEs: pipeline stages from the shell.")
     sub = p.add_subparsers(dest="cmd", required=True)
-    def add(name, fn, help):
-        s = sub.add_parser(name, help=help)
-        s.add_argument("--profile", default="tiny", choices=sorted(PROFILES), help="config profile")
-        s.add_argument("--params", default=None, help="a params YAML/JSON file (overrides --profile)")
-        s.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override one config field (repeatable)")
-        s.set_defaults(fn=fn); return s
-    add("setup", cmd_setup, "build the embedded corpus and convert the embedded model").add_argument("--force", action="store_true")
+    add = lambda *args: _add_command(sub, *args)
+    setup = add("setup", cmd_setup, "build the embedded corpus and convert the embedded model")
+    setup.add_argument("--force", action="store_true")
     add("corpus", cmd_corpus, "build the embedded corpus").add_argument("--force", action="store_true")
     add("model", cmd_model, "load (and on first use convert) the model")
-    add("cache", cmd_cache, "build the activation caches").add_argument("--split", nargs="+", default=["train", "heldout"], choices=["train", "heldout"])
+    cache = add("cache", cmd_cache, "build the activation caches")
+    cache.add_argument("--split", nargs="+", default=["train", "heldout"], choices=["train", "heldout"])
     add("distill", cmd_distill, "run (or resume) the distillation cycles")
     t = add("transfer", cmd_transfer, "train the transfer grid with the distilled core and the baselines")
     t.add_argument("--core", default=None, help="distilled core file (default: the run's)")
     t.add_argument("--methods", nargs="+", default=["dmsae", "matryoshka", "random_core", "compute_matched"])
     add("info", cmd_info, "print the resolved config")
-    a = p.parse_args(argv)
+    return p
+
+# %% ../nbs/19_cli.ipynb #71a94784
+def main(argv=None):
+    "Entry point of the `dmsae` command."
+    a = _parser().parse_args(argv)
     if a.cmd in DISTRIBUTED and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        init_distributed(config_from_args(a).device)   # launched by torchrun: join the group (NCCL on CUDA, gloo on CPU)
+        init_distributed(config_from_args(a).device)   # launched by torchrun: join the group (NCCL on CUDA, else gloo)
     try: a.fn(a)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f"dmsae {a.cmd}: error: {e}", file=sys.stderr); sys.exit(2)
+        print(f"dmsae {a.cmd}: error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 # %% ../nbs/19_cli.ipynb #b44e8751
 #| eval: false

@@ -10,7 +10,8 @@ def test_info_applies_overrides():
     r = dmsae("info", "--profile", "paper", "--set", "k=160")
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
-    assert (d["model_name"], d["hook"], d["k"], d["d_sae"]) == ("google/gemma-2-2b", "blocks.12.hook_resid_post", 160, 65536)
+    got = (d["model_name"], d["hook"], d["k"], d["d_sae"])
+    assert got == ("google/gemma-2-2b", "blocks.12.hook_resid_post", 160, 65536)
 
 def test_impossible_config_exits_with_message():
     r = dmsae("info", "--set", "k=1000000")
@@ -33,3 +34,8 @@ def test_cache_command_builds_both_splits(home):
 def test_readme_is_generated_from_index_notebook():
     r = subprocess.run([sys.executable, "tools/make_readme.py", "--check"], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout
+
+def test_reproduce_help_names_the_switches():
+    r = subprocess.run([sys.executable, "tools/reproduce.py", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "--allow-corpus-change" in r.stdout and "--check-corpus" in r.stdout and "--stages" in r.stdout

@@ -1,7 +1,6 @@
 """Fault tests for the distillation: a run killed at any point resumes to the same distilled core."""
-import json, os, signal, subprocess, sys, time
-from pathlib import Path
-from conftest import ROOT
+import json
+from conftest import kill_when, run_py, start_py
 
 RUN = """
 import sys
@@ -12,32 +11,63 @@ cfg = get_config("tiny", n_train_tokens=16384, n_heldout_tokens=1024, d_sae=256,
 distill(cfg, run_dir=sys.argv[1], progress=False)
 """
 
-def _run(run_dir, env):
-    return subprocess.run([sys.executable, "-c", RUN, str(run_dir)], cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True)
-
 def test_killed_distillation_resumes_to_the_same_core(home, tmp_path):
-    env = {"DMSAE_HOME": str(home)}
-    r = _run(tmp_path / "ref", env); assert r.returncode == 0, r.stderr
-    p = subprocess.Popen([sys.executable, "-c", RUN, str(tmp_path / "run")], cwd=ROOT, env={**os.environ, **env},
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    r = run_py(RUN, tmp_path / "ref")
+    assert r.returncode == 0, r.stderr
+    p = start_py(RUN, tmp_path / "run")
     target = tmp_path / "run" / "distill" / "cycle_1" / "sae" / "checkpoint.pt"   # mid-way through the second training
-    t0 = time.time()
-    while not target.exists() and p.poll() is None and time.time() - t0 < 600: time.sleep(0.02)
-    p.send_signal(signal.SIGKILL); p.wait()
+    kill_when(p, target.exists, timeout=600)
     assert target.exists(), "the run ended before it could be killed mid-training"
     assert not (tmp_path / "run" / "distill" / "distilled_core.safetensors").exists()
-    r = _run(tmp_path / "run", env); assert r.returncode == 0, r.stderr
+    r = run_py(RUN, tmp_path / "run")
+    assert r.returncode == 0, r.stderr
     a, b = tmp_path / "ref" / "distill", tmp_path / "run" / "distill"
     assert (a / "distilled_core.safetensors").read_bytes() == (b / "distilled_core.safetensors").read_bytes()
     assert json.loads((a / "distilled_core.json").read_text()) == json.loads((b / "distilled_core.json").read_text())
     for j in (0, 1):
-        assert (a / f"cycle_{j}/sae/sae_weights.safetensors").read_bytes() == (b / f"cycle_{j}/sae/sae_weights.safetensors").read_bytes()
-    r = _run(tmp_path / "run", env)
+        weights = f"cycle_{j}/sae/sae_weights.safetensors"
+        assert (a / weights).read_bytes() == (b / weights).read_bytes()
+    r = run_py(RUN, tmp_path / "run")
     assert r.returncode == 0 and "nothing to do" in r.stdout
 
 def test_distill_refuses_a_run_dir_with_another_config(home, tmp_path):
-    env = {"DMSAE_HOME": str(home)}
-    r = _run(tmp_path / "r", env); assert r.returncode == 0, r.stderr
-    r = subprocess.run([sys.executable, "-c", RUN.replace("k=8,", "k=4,"), str(tmp_path / "r")], cwd=ROOT,
-                       env={**os.environ, **env}, capture_output=True, text=True)
+    r = run_py(RUN, tmp_path / "r")
+    assert r.returncode == 0, r.stderr
+    r = run_py(RUN.replace("k=8,", "k=4,"), tmp_path / "r")
     assert r.returncode != 0 and "another config" in r.stderr
+
+SMALLEST = ["n_train_tokens=4096", "n_heldout_tokens=512", "d_sae=128", "k=8", "batch_size=512", "n_cycles=1",
+            "transfer_ks=[8]"]
+
+def _cli(*args, home):
+    "Run the `dmsae` command with `DMSAE_HOME=home`."
+    import os, subprocess, sys
+    from conftest import ROOT
+    env = {**os.environ, "DMSAE_HOME": str(home), "OMP_WAIT_POLICY": "PASSIVE"}
+    return subprocess.run([sys.executable, "-m", "dmsae.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True)
+
+def _sets(*fields):
+    return [a for f in (*SMALLEST, *fields) for a in ("--set", f)]
+
+def test_readings_of_the_core_run_through_distill_and_transfer(home, tmp_path):
+    "`core_act=batchtopk`, `core_budget=core_exempt` and `train_steps` reach every training from the command line."
+    btk = _sets("core_act=batchtopk", f"run_dir={tmp_path / 'btk'}")
+    for cmd in (["distill", *btk], ["transfer", "--methods", "dmsae", *btk]):
+        r = _cli(*cmd, home=home)
+        assert r.returncode == 0, r.stderr
+    for folder in ("distill/cycle_1/sae", "transfer/dmsae_k8_s0"):
+        meta = json.loads((tmp_path / "btk" / folder / "dmsae.json").read_text())
+        assert meta["sae"]["core_act"] == "batchtopk" and meta["sae"]["n_core"] > 0, folder
+        hist = json.loads((tmp_path / "btk" / folder / "history.json").read_text())
+        assert hist[-1]["l0"] <= 8 + 1e-6                      # the core competes: the total L0 is at most k
+    ex = _sets("core_budget=core_exempt", "train_steps=6", f"run_dir={tmp_path / 'ex'}")
+    for cmd in (["distill", *ex], ["transfer", "--methods", "compute_matched", *ex]):
+        r = _cli(*cmd, home=home)
+        assert r.returncode == 0, r.stderr
+    sae = tmp_path / "ex" / "distill" / "cycle_1" / "sae"
+    meta = json.loads((sae / "dmsae.json").read_text())
+    assert (meta["sae"]["core_budget"], meta["sae"]["n_core"] > 0, meta["n_steps"]) == ("core_exempt", True, 6)
+    hist = json.loads((sae / "history.json").read_text())
+    assert abs(hist[-1]["l0_noncore"] - 8) < 0.5              # the non-core latents keep the whole budget k
+    cm = json.loads((tmp_path / "ex" / "transfer" / "compute_matched_k8_s0" / "transfer.json").read_text())
+    assert cm["steps"] == 6 * 2                                # (n_cycles + 1) trainings of train_steps

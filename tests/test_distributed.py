@@ -1,7 +1,7 @@
-"""Two processes (torchrun, gloo on CPU) against one process: the same activation cache byte for byte, the same SAE weights
-after data-parallel training (within float tolerance, the frozen core bit-identical on every rank), and the same attribution
-scores. The worker below runs unchanged in both settings: `python worker.py` is the single process, `torchrun
---nproc_per_node 2 --standalone worker.py` the distributed run."""
+"""Two processes (torchrun, gloo on CPU) against one process: the same activation cache byte for byte, the same SAE
+weights after data-parallel training (within float tolerance, the frozen core bit-identical on every rank), and the same
+attribution scores. The worker below runs unchanged in both settings: `python worker.py` is the single process,
+`torchrun --nproc_per_node 2 --standalone worker.py` the distributed run."""
 import json, os, subprocess, sys, time
 from pathlib import Path
 import pytest
@@ -15,7 +15,8 @@ from pathlib import Path
 from dmsae.distributed import init_distributed
 rank, world, device = init_distributed("cpu")
 torch.set_num_threads(1)
-out = Path(sys.argv[1]); out.mkdir(parents=True, exist_ok=True)
+out = Path(sys.argv[1])
+out.mkdir(parents=True, exist_ok=True)
 from dmsae.config import get_config
 from dmsae.model import load_lm
 from dmsae.activations import build_activation_cache
@@ -27,7 +28,8 @@ times = {}
 cfg = get_config("tiny", n_train_tokens=4096, n_heldout_tokens=1024, shard_tokens=512)
 lm = load_lm(cfg.model_name)
 t0 = time.time()
-train, held = build_activation_cache(cfg, "train", lm, progress=False), build_activation_cache(cfg, "heldout", lm, progress=False)
+train = build_activation_cache(cfg, "train", lm, progress=False)
+held = build_activation_cache(cfg, "heldout", lm, progress=False)
 times["cache_s"] = time.time() - t0
 
 # data-parallel training on synthetic data: a core, both Matryoshka levels, AuxK switched on (dead_tokens is small)
@@ -58,7 +60,9 @@ att = attribute(lm, sae, held, htok, batch_contexts=4, score="quantile", progres
 res["attribution"] = dict(mean_abs=att.mean_abs, signed=att.signed, quantile=att.quantile, freq=att.freq,
                           n_tokens=att.n_tokens, loss_spliced=att.loss_spliced, loss_clean=att.loss_clean)
 times["attribution_s"] = time.time() - t0
-res["caches"] = dict(train=str(train.root), heldout=str(held.root)); res["times"] = times; res["world"] = world
+res["caches"] = dict(train=str(train.root), heldout=str(held.root))
+res["times"] = times
+res["world"] = world
 torch.save(res, out / f"rank{rank}.pt")
 '''
 
@@ -68,7 +72,8 @@ def _launch(cmd, home, out, tmp):
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "disabled",
            "TOKENIZERS_PARALLELISM": "false"}
     t0 = time.time()
-    r = subprocess.run(cmd + [str(tmp / "worker.py"), str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    r = subprocess.run(cmd + [str(tmp / "worker.py"), str(out)], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-6000:]
     return time.time() - t0
 
@@ -80,19 +85,23 @@ def runs(tmp_path_factory):
     from dmsae.config import dmsae_home
     from dmsae.data import build_embedded_corpus
     from dmsae.model import convert_embedded_model
-    build_embedded_corpus(); convert_embedded_model()
+    build_embedded_corpus()
+    convert_embedded_model()
     tmp = tmp_path_factory.mktemp("dist")
     (tmp / "worker.py").write_text(WORKER)
-    real = dmsae_home(); homes = {}
+    real = dmsae_home()
+    homes = {}
     for name in ("one", "two"):
-        h = tmp / f"home_{name}"; h.mkdir()
+        h = tmp / f"home_{name}"
+        h.mkdir()
         for sub in ("corpus", "models"): (h / sub).symlink_to(real / sub)
         homes[name] = h
     wall = dict(one=_launch([sys.executable], homes["one"], tmp / "one", tmp),
                 two=_launch(TORCHRUN + ["--nproc_per_node", "2", "--standalone"], homes["two"], tmp / "two", tmp))
     one = torch.load(tmp / "one" / "rank0.pt", weights_only=False)
     two = [torch.load(tmp / "two" / f"rank{r}.pt", weights_only=False) for r in range(2)]
-    print(f"\nwall time: 1 process {wall['one']:.1f}s, 2 processes {wall['two']:.1f}s; stages 1 proc {one['times']}, 2 procs {two[0]['times']}")
+    print(f"\nwall time: 1 process {wall['one']:.1f}s, 2 processes {wall['two']:.1f}s; "
+          f"stages 1 proc {one['times']}, 2 procs {two[0]['times']}")
     return dict(one=one, two=two, tmp=tmp)
 
 
@@ -105,13 +114,17 @@ def test_cache_is_byte_identical(runs):
     for split in ("train", "heldout"):
         a, b = Path(one["caches"][split]), Path(two["caches"][split])
         assert a.name == b.name                                        # same key, same folder name
-        fa = sorted(p.name for p in a.iterdir() if p.name not in (".lock", "manifest.json") and not p.name.startswith("clean_loss"))
-        fb = sorted(p.name for p in b.iterdir() if p.name not in (".lock", "manifest.json") and not p.name.startswith("clean_loss"))
+        def data_files(d):
+            return sorted(p.name for p in d.iterdir()
+                          if p.name not in (".lock", "manifest.json") and not p.name.startswith("clean_loss"))
+        fa, fb = data_files(a), data_files(b)
         assert fa == fb and any(f.startswith("shard_") for f in fa), (fa, fb)
         n_shards = sum(f.startswith("shard_") and not f.endswith(".idx.npy") for f in fa)
         for f in fa: assert (a / f).read_bytes() == (b / f).read_bytes(), f"{split}/{f} differs"
         ma, mb = (json.loads((p / "manifest.json").read_text()) for p in (a, b))
-        for m in (ma, mb): m.pop("tokens_per_s"); m.pop("seconds")
+        for m in (ma, mb):
+            m.pop("tokens_per_s")
+            m.pop("seconds")
         assert ma == mb
         print(f"{split}: {len(fa)} files ({n_shards} shards, one manifest) byte-identical")
 
@@ -124,7 +137,7 @@ def _maxdiff(a: dict, b: dict) -> float:
 def test_training_matches_one_process(runs, name):
     import torch
     one, (r0, r1) = runs["one"][name], [r[name] for r in runs["two"]]
-    for k, v in r0["state"].items(): assert torch.equal(v, r1["state"][k]), f"ranks disagree on {k}"  # replicas stay identical
+    for k, v in r0["state"].items(): assert torch.equal(v, r1["state"][k]), f"ranks disagree on {k}"  # replicas agree
     diff = _maxdiff(one["state"], r0["state"])
     thr = abs(float(one["state"]["threshold_ema"]) - float(r0["state"]["threshold_ema"]))
     print(f"{name}: max |w_2proc - w_1proc| = {diff:.2e}, threshold EMA diff {thr:.2e}")
@@ -132,9 +145,10 @@ def test_training_matches_one_process(runs, name):
     assert torch.equal(one["state"]["tokens_since_fired"], r0["state"]["tokens_since_fired"])
     assert torch.equal(one["state"]["threshold_count"], r0["state"]["threshold_count"])
     h1, h2 = one["hist"][-1], r0["hist"][-1]
-    for k in ("l0", "l0_core", "mse", "auxk", "dead_frac"): assert abs(h1[k] - h2[k]) <= 1e-4 * max(1, abs(h1[k])), (k, h1[k], h2[k])
+    for k in ("l0", "l0_core", "mse", "auxk", "dead_frac"):
+        assert abs(h1[k] - h2[k]) <= 1e-4 * max(1, abs(h1[k])), (k, h1[k], h2[k])
     if name != "cache":
-        c = 3                                              # the frozen core: bit-identical on every rank, after training
+        c = 3                                              # the frozen core: bit-identical on every rank at the end
         for st in (r0["state"], r1["state"], one["state"]):
             assert torch.equal(st["W_enc"][:, :c], one["state"]["W_enc"][:, :c])
         assert any(h["auxk"] > 0 for h in one["hist"]), "AuxK should be active in this run"
@@ -154,16 +168,19 @@ def test_attribution_matches_one_process(runs):
 
 def test_cli_cache_under_torchrun(runs):
     "`torchrun ... -m dmsae.cli cache` builds the same cache as the single-process worker."
-    tmp = runs["tmp"]; home = tmp / "home_cli"; home.mkdir()
+    tmp = runs["tmp"]
+    home = tmp / "home_cli"
+    home.mkdir()
     for sub in ("corpus", "models"): (home / sub).symlink_to(os.readlink(tmp / "home_one" / sub))
-    env = {**os.environ, "DMSAE_HOME": str(home), "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1",
-           "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, "DMSAE_HOME": str(home), "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE",
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     cmd = TORCHRUN + ["--nproc_per_node", "2", "--standalone", "-m", "dmsae.cli", "cache", "--profile", "tiny",
                       "--set", "n_train_tokens=4096", "--set", "n_heldout_tokens=1024", "--set", "shard_tokens=512"]
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-5000:]
     assert r.stdout.count("train: ActivationCache") == 1, r.stdout      # only rank 0 prints
     for split in ("train", "heldout"):
-        a = Path(runs["one"]["caches"][split]); b = home / "activations" / a.name
+        a = Path(runs["one"]["caches"][split])
+        b = home / "activations" / a.name
         for f in a.glob("shard_*"): assert f.read_bytes() == (b / f.name).read_bytes(), f"{split}/{f.name} differs"
         assert json.loads((b / "manifest.json").read_text())["complete"]

