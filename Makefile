@@ -12,7 +12,7 @@ export PYTHONUNBUFFERED = 1
 # idle OpenMP threads must not spin: with 2 cores and parallel notebooks, spinning made SAE steps ~6x slower
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install setup reproduce check-corpus test test-slow bench export readme
+.PHONY: install setup reproduce study check-corpus test test-slow bench export readme
 
 install:            ## create .venv and install everything (idempotent)
 	@bash tools/install.sh
@@ -26,6 +26,12 @@ setup: install      ## + embedded corpus and converted model (idempotent)
 ALLOW_CORPUS_CHANGE ?=
 reproduce: setup    ## run the paper notebooks with papermill on profile $(PROFILE)
 	@$(PY) tools/reproduce.py --profile $(PROFILE) $(if $(filter 1 yes true,$(ALLOW_CORPUS_CHANGE)),--allow-corpus-change)
+
+# the study (nbs/15_study.ipynb, params/study.yaml): hours of CPU in resumable chunks; finished chunks under
+# figures/study/chunks/ are skipped, CHUNKS=n runs at most n missing chunks now (commit them, continue later)
+CHUNKS ?=
+study: setup        ## run missing study chunks (CHUNKS=n: at most n), then redraw figures/study
+	@$(PY) tools/reproduce.py --profile study --force $(if $(CHUNKS),--set max_chunks=$(CHUNKS))
 
 check-corpus: setup ## the built corpus against its pins, and against the corpus of profile $(PROFILE)'s committed figures
 	@$(PY) tools/pin_corpus.py

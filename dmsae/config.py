@@ -190,12 +190,20 @@ def validate(self: DMSAEConfig) -> DMSAEConfig:
 
 # %% ../nbs/01_config.ipynb #6b74cb64
 PROFILES = {
-    "tiny": dict(profile="tiny", context_size=64, n_train_tokens=65_536, n_heldout_tokens=4_096,
-                 shard_tokens=16_384, d_sae=512, k=16, batch_size=1024, n_cycles=2, dead_tokens=200_000,
-                 checkpoint_every=50, transfer_ks=(8, 16), eval_contexts=16, run_dir="runs/tiny"),
+    # CI: two passes over a 32k-token cache; dead after a quarter of a training, so AuxK runs here too
+    "tiny": dict(profile="tiny", context_size=64, n_train_tokens=32_768, n_heldout_tokens=2_048,
+                 shard_tokens=16_384, d_sae=512, k=16, batch_size=1024, train_steps=64, n_cycles=2,
+                 dead_tokens=16_384, checkpoint_every=50, transfer_ks=(8, 16), eval_contexts=16, saebench_contexts=8,
+                 run_dir="runs/tiny"),
     "small": dict(profile="small", context_size=128, n_train_tokens=500_000, n_heldout_tokens=16_384,
                   shard_tokens=131_072, d_sae=4096, k=32, batch_size=2048, n_cycles=7, dead_tokens=1_000_000,
                   transfer_ks=(16, 32, 64), seeds=(0,), eval_contexts=64, run_dir="runs/small"),
+    # the faithful miniature (nbs/15_study): the small profile's caches; the paper's k/d and first group / k, its dead
+    # window share and warm-up share; three passes over the cache per training; 2 cycles (see `regime`)
+    "study": dict(profile="study", context_size=128, n_train_tokens=500_000, n_heldout_tokens=16_384,
+                  shard_tokens=131_072, d_sae=4096, k=80, group_fractions=(1/8, 1/4, 1/2), batch_size=1024,
+                  train_steps=1500, warmup_steps=15, dead_tokens=30_720, n_cycles=2, transfer_ks=(20, 40, 80, 160),
+                  seeds=(0, 1, 2), eval_contexts=64, run_dir="runs"),
     "paper": dict(profile="paper", model_name="google/gemma-2-2b", hook_layer=12, device="cuda",
                   model_dtype="bfloat16", dataset="monology/pile-uncopyrighted", context_size=1024,
                   n_train_tokens=500_000_000, n_heldout_tokens=1_000_000, cache_dtype="bfloat16",

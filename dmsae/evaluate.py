@@ -4,7 +4,8 @@
 
 # %% ../nbs/12_evaluate.ipynb #8b1596ef
 from __future__ import annotations
-import csv, hashlib, json, re, time, warnings
+import csv, hashlib, json, math, re, time, warnings, weakref
+from collections import OrderedDict
 from pathlib import Path
 from typing import Callable
 import numpy as np, torch, torch.nn.functional as F
@@ -17,10 +18,11 @@ from .heldout import score_mask, heldout_batches, spliced_loss
 from .sae import load_sae
 
 # %% auto #0
-__all__ = ['SAE_DIR_RE', 'TABLE_COLS', 'ReconStats', 'kl_div', 'ce_recovered', 'level_reconstructions', 'eval_levels',
-           'special_mask', 'saebench_ignore_ids', 'eval_mask', 'SpliceStats', 'evaluate_sae', 'max_cosine',
-           'core_vectors', 'core_match', 'find_saes', 'sae_info', 'run_config', 'run_saes', 'sae_key',
-           'stored_result', 'to_markdown', 'write_table', 'evaluate_folder', 'evaluate_run']
+__all__ = ['REFERENCE', 'SAE_DIR_RE', 'TABLE_COLS', 'ReconStats', 'kl_div', 'ce_recovered', 'level_reconstructions',
+           'eval_levels', 'special_mask', 'saebench_ignore_ids', 'eval_mask', 'ReferenceRuns', 'SpliceStats',
+           'evaluate_sae', 'max_cosine', 'core_vectors', 'core_match', 'l0_threshold', 'find_saes',
+           'sae_info', 'run_config', 'run_saes', 'sae_key', 'stored_result', 'to_markdown', 'write_table',
+           'calibration_rows', 'calibrate', 'evaluate_folder', 'evaluate_run']
 
 # %% ../nbs/12_evaluate.ipynb #f1fc16ac
 class ReconStats:
@@ -123,6 +125,40 @@ def eval_mask(mask: str, # `dmsae` or `saebench`
     ignore = saebench_ignore_ids(lm) if lm is not None else {bos_id}
     return lambda tokens, x: special_mask(tokens, ignore)
 
+# %% ../nbs/12_evaluate.ipynb #c023214b
+class ReferenceRuns:
+    "Clean and zero-ablated runs of held-out batches, computed once per batch for every SAE (LRU up to `max_bytes`)."
+    def __init__(self, max_bytes: int = 2 * 2**30): # memory for the clean logits kept
+        self.max_bytes, self.memo, self.hits, self._lm = max_bytes, OrderedDict(), 0, None
+
+    def _key(self, lm, x, tokens, mask, layer: int, ablate_all: bool) -> tuple:
+        h = hashlib.sha1()
+        for t in (x, tokens, mask): h.update(t.detach().contiguous().cpu().view(torch.uint8).numpy().tobytes())
+        return (layer, ablate_all, h.hexdigest())
+
+    def __call__(self, lm: LM, x: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor, layer: int,
+                 ablate_all: bool = False) -> tuple:
+        "`(clean loss sum, clean logits, ablated loss sum, ablated KL sum)` of one batch (see `SpliceStats.update`)."
+        if self._lm is None or self._lm() is not lm:   # another model: nothing kept applies to it
+            self.memo.clear()
+            self._lm = weakref.ref(lm)
+        key = self._key(lm, x, tokens, mask, layer, ablate_all)
+        if key in self.memo:
+            self.hits += 1
+            self.memo.move_to_end(key)
+            return self.memo[key]
+        loss, lg = spliced_loss(lm, x, tokens, mask, layer, logits=True)
+        zeros = torch.zeros_like(x)
+        if ablate_all: a_loss, a_lg = spliced_loss(lm, zeros, tokens, mask, layer, logits=True)
+        else: a_loss, a_lg = spliced_loss(lm, x, tokens, mask, layer, zeros, logits=True)
+        out = (loss.item(), lg, a_loss.item(), float(kl_div(lg, a_lg)[mask.to(a_lg.device)].sum()))
+        self.memo[key] = out
+        size = lambda: sum(v[1].numel() * v[1].element_size() for v in self.memo.values())
+        while len(self.memo) > 1 and size() > self.max_bytes: self.memo.popitem(last=False)
+        return out
+
+REFERENCE = ReferenceRuns() # the one every evaluation in this process shares
+
 # %% ../nbs/12_evaluate.ipynb #bcac7e31
 class SpliceStats:
     "Streaming sums of the clean, zero-ablated and spliced next-token losses and KLs over batches, for every level."
@@ -147,11 +183,10 @@ class SpliceStats:
               ):
         "Add one batch: the clean run, the zero ablation, and every level spliced in."
         layer = sae.cfg.hook_layer
-        loss, lg_clean = spliced_loss(lm, x, tokens, mask, layer, logits=True)
-        self.ce["clean"] += loss.item()
-        zeros = torch.zeros_like(x)
-        if ablate_all: self._add("ablated", lg_clean, mask, *spliced_loss(lm, zeros, tokens, mask, layer, logits=True))
-        else: self._add("ablated", lg_clean, mask, *spliced_loss(lm, x, tokens, mask, layer, zeros, logits=True))
+        clean, lg_clean, ablated, ablated_kl = REFERENCE(lm, x, tokens, mask, layer, ablate_all)
+        self.ce["clean"] += clean
+        self.ce["ablated"] += ablated
+        self.kl["ablated"] += ablated_kl
         for j, xh in enumerate(level_reconstructions(sae, f.reshape(-1, f.shape[-1]), widths)):
             spliced = spliced_loss(lm, x, tokens, mask, layer, xh.view_as(x), logits=True)
             self._add(f"spliced{j}", lg_clean, mask, *spliced)
@@ -230,14 +265,41 @@ def core_vectors(sae, # an `SAE`
 def core_match(a, # first core: an `SAE` or a [c1, d] tensor of vectors
                b, # second core: an `SAE` or a [c2, d] tensor
                which: str = "dec", # for SAEs: compare decoder rows (`dec`) or encoder columns (`enc`)
+               at: tuple = (0.9, 0.7), # a latent is matched when its twin's cosine exceeds this (first: `frac_matched`)
               ) -> dict:
     "Mean max-cosine matching of two cores in both directions (1 = every latent has an exact twin)."
     A = core_vectors(a, which) if hasattr(a, "n_core") else torch.as_tensor(a)
     B = core_vectors(b, which) if hasattr(b, "n_core") else torch.as_tensor(b)
     ab, ba = max_cosine(A, B), max_cosine(B, A)
     mean = lambda t: float(t.mean()) if t.numel() else float("nan")
-    return dict(n_a=A.shape[0], n_b=B.shape[0], mean_max_cos_ab=mean(ab), mean_max_cos_ba=mean(ba),
-                frac_matched_ab=mean((ab > 0.9).double()), frac_matched_ba=mean((ba > 0.9).double()))
+    out = dict(n_a=A.shape[0], n_b=B.shape[0], mean_max_cos_ab=mean(ab), mean_max_cos_ba=mean(ba),
+               frac_matched_ab=mean((ab > at[0]).double()), frac_matched_ba=mean((ba > at[0]).double()))
+    for c in at: out.update({f"frac_ab>{c}": mean((ab > c).double()), f"frac_ba>{c}": mean((ba > c).double())})
+    return out
+
+# %% ../nbs/12_evaluate.ipynb #b48ffd96
+@torch.no_grad()
+def l0_threshold(sae, # an `SAE` (raw units)
+                 x: torch.Tensor, # [N, d] held-out activation rows (sinks left out)
+                 target_l0: float, # mean active latents per token wanted, core counted
+                 chunk: int = 2048, # rows per encoder pass
+                ) -> tuple[float, float]:
+    "The threshold that gives mean L0 `target_l0` on `x`, and the L0 of the latents it does not act on (a ReLU core)."
+    r, N = sae.n_relu, len(x)
+    keep = math.ceil(target_l0 * N) + 1          # an upper bound on m + 1
+    top = torch.empty(0, dtype=sae.dtype, device=sae.device)
+    fixed = 0
+    for b in range(0, N, chunk):
+        h = sae.pre_acts(x[b:b + chunk].to(sae.device, sae.dtype))
+        fixed += int((h[:, :r] > 0).sum())
+        v = h[:, r:].flatten()
+        top = torch.cat([top, v[v > 0]])
+        if len(top) > keep: top = top.topk(keep).values
+    top = top.sort(descending=True).values
+    m = round(target_l0 * N - fixed)
+    if m <= 0: return math.inf, fixed / N
+    if m >= len(top): return 0.0, fixed / N
+    return float(top[m - 1] + top[m]) / 2, fixed / N
 
 # %% ../nbs/12_evaluate.ipynb #d2b8c2a1
 SAE_DIR_RE = re.compile(r"^(?P<method>.+)_k(?P<k>\d+)_s(?P<seed>\d+)$")
@@ -329,31 +391,62 @@ def write_table(rows: list[dict], # table rows
     return csv_p, md_p
 
 # %% ../nbs/12_evaluate.ipynb #c25c98f2
+def calibration_rows(held, # held-out `ActivationCache` of whole contexts
+                     tokens, # [N, T] its token ids
+                     skip: int, # contexts 0..skip-1 belong to the evaluation; the rest calibrate
+                     bos_id: int, # BOS / separator id (sinks are left out, as in `score_mask`)
+                    ) -> torch.Tensor:
+    "Activation rows [n, d] (float32) of the scored positions of held-out contexts `skip..N-1`, for `l0_threshold`."
+    n = len(tokens)
+    if skip >= n:
+        warnings.warn(f"the evaluation uses all {n} held-out contexts: the threshold is calibrated on them too; "
+                      "pass n_contexts < the held-out contexts to keep them apart")
+        skip = 0
+    batches = heldout_batches(tokens, held, contexts=range(skip, n), bos_id=bos_id,
+                              norm_threshold=held.meta.get("norm_threshold"))
+    return torch.cat([x[m] for x, _, m in batches])
+
+def calibrate(sae, # an `SAE`; its threshold is set in place
+              rows: torch.Tensor, # calibration rows (`calibration_rows`)
+              target_l0, # mean L0 wanted, core counted; `"k"`: the SAE's own k
+             ) -> dict:
+    "Set `sae`'s threshold to reach `target_l0` on `rows`; the columns that record it."
+    target = float(sae.cfg.k if target_l0 == "k" else target_l0)
+    trained = sae.threshold
+    t, fixed = l0_threshold(sae, rows, target)
+    sae.set_threshold(t)
+    return dict(target_l0=target, threshold_trained=trained, threshold=t, l0_fixed_calibration=fixed)
+
+# %% ../nbs/12_evaluate.ipynb #80879b63
 def evaluate_folder(path, # an SAE folder
                     key: dict, # its `sae_key`, stored with the rows
                     cfg: DMSAEConfig, # the run's config (device, hook layer)
                     lm: LM, # the language model
                     held, # the held-out `ActivationCache`
                     tokens, # [N, T] its token ids
+                    name: str = "eval", # the rows go to `path/{name}.json`
+                    calib: tuple | None = None, # `(target_l0, rows)`: calibrate the threshold first (`calibrate`)
                     **kw, # `evaluate_sae` options (`n_contexts`, `batch_contexts`, `levels`, `mask`)
                    ) -> list[dict] | None:
-    "Rows of the SAE in `path`, stored as `eval.json` with `key`; None (and a warning) if it does not fit the cache."
+    "Rows of the SAE in `path`, stored with `key`; None (and a warning) if it does not fit the cache."
     sae = load_sae(path, device=cfg.device)
     if sae.cfg.hook_layer != cfg.hook_layer or sae.cfg.d_in != held.d_in:
         warnings.warn(f"skipping {path}: trained at layer {sae.cfg.hook_layer} (d_in {sae.cfg.d_in}), the held-out "
                       f"cache is layer {cfg.hook_layer} (d_in {held.d_in})")
         return None
     t0 = time.time()
-    res = evaluate_sae(sae, lm, tokens, held, progress=False, **kw)
+    extra = calibrate(sae, calib[1], calib[0]) if calib is not None else dict(threshold=sae.threshold)
+    res = [{**r, **extra} for r in evaluate_sae(sae, lm, tokens, held, progress=False, **kw)]
     for r in res: r["seconds"] = round(time.time() - t0, 2)
-    atomic_write_json(Path(path) / "eval.json", dict(key=key, rows=res), indent=1)
+    atomic_write_json(Path(path) / f"{name}.json", dict(key=key, rows=res), indent=1)
     return res
 
 # %% ../nbs/12_evaluate.ipynb #d4ae100f
 def evaluate_run(run_dir, # run directory; every folder below it with a `dmsae.json` is evaluated
                  cfg=None, # `DMSAEConfig` of the held-out tokens and the model (default: the first SAE's config)
                  lm: LM | None = None, # the language model (loaded from `cfg` when None)
-                 out="eval", # table stem, relative to `run_dir` (writes `eval.csv` and `eval.md`)
+                 out="eval", # table stem, relative to `run_dir` (`eval.csv`, `eval.md`; each SAE's rows: `eval.json`)
+                 target_l0=None, # calibrate every threshold to this held-out L0 first (`"k"`: each SAE's k)
                  n_contexts: int | None = None, # held-out contexts to use (None: all)
                  levels: bool = True, # one row per Matryoshka level too
                  mask: str = "dmsae", # token mask, see `evaluate_sae`
@@ -367,12 +460,17 @@ def evaluate_run(run_dir, # run directory; every folder below it with a `dmsae.j
     held = build_activation_cache(cfg, "heldout", lm, progress=progress)
     toks = Contexts.load(held.root / "tokens.npz").tokens
     key = dict(cache=held.root.name, n_contexts=n_contexts, levels=levels, mask=mask, version=2)
-    rows = []
+    calib = None
+    if target_l0 is not None:
+        key["target_l0"] = target_l0
+        calib = (target_l0, calibration_rows(held, toks, n_contexts or len(toks), lm.bos_id))
+    name, rows = Path(out).name, []
     for p in tqdm(saes, desc="SAEs", disable=not progress):
         info, k_sae = sae_info(p, run_dir), sae_key(p, key)
-        stored = stored_result(p / "eval.json", k_sae, force)
-        res = stored["rows"] if stored else evaluate_folder(p, k_sae, cfg, lm, held, toks, n_contexts=n_contexts,
-                                                            batch_contexts=batch_contexts, levels=levels, mask=mask)
+        stored = stored_result(p / f"{name}.json", k_sae, force)
+        res = stored["rows"] if stored else evaluate_folder(p, k_sae, cfg, lm, held, toks, name, calib,
+                                                            n_contexts=n_contexts, batch_contexts=batch_contexts,
+                                                            levels=levels, mask=mask)
         if res is not None: rows += [{**info, **r} for r in res]
     write_table(rows, run_dir / out)
     return rows

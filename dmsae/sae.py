@@ -239,11 +239,16 @@ def threshold(self: SAE) -> float:
     n = int(self.threshold_count)
     return 0.0 if n == 0 else float(self.threshold_ema) / (1 - self.cfg.threshold_beta ** n)
 
+@patch(as_prop=True)
+def n_relu(self: SAE) -> int:
+    "Leading latents that fire whenever positive (a ReLU core); the global threshold applies to the rest."
+    return self.n_core if self.cfg.core_act == "relu" else 0
+
 @patch
 def thresholds(self: SAE) -> torch.Tensor:
-    "Per-latent JumpReLU thresholds: 0 for the core, the global threshold for the rest."
+    "Per-latent JumpReLU thresholds: 0 for a ReLU core, the global threshold for the rest."
     t = torch.full((self.cfg.d_sae,), self.threshold, dtype=self.dtype, device=self.device)
-    if self.cfg.core_act == "relu": t[: self.n_core] = 0
+    t[: self.n_relu] = 0
     return t
 
 # %% ../nbs/07_sae.ipynb #43f4b41b
@@ -275,6 +280,15 @@ def decode(self: SAE, f: torch.Tensor) -> torch.Tensor:
 def forward(self: SAE, x: torch.Tensor) -> torch.Tensor:
     "Inference reconstruction of `x` (`[..., d_in]`)."
     return self.decode(self.encode(x))
+
+# %% ../nbs/07_sae.ipynb #4380a5d2
+@patch
+@torch.no_grad()
+def set_threshold(self: SAE, t: float): # the new global inference threshold (>= 0, may be `inf`)
+    "Fix the inference threshold at `t` (stored as a bias-corrected EMA after one update)."
+    if not t >= 0: raise ValueError(f"threshold {t} must be a number >= 0 (inf: no thresholded latent fires)")
+    self.threshold_ema.fill_(t * (1 - self.cfg.threshold_beta))
+    self.threshold_count.fill_(1)
 
 # %% ../nbs/07_sae.ipynb #c5d90c2b
 def _kept(h: torch.Tensor, # [B, F] pre-activations

@@ -179,7 +179,10 @@ def main():
     ap.add_argument("--params", default=None)
     ap.add_argument("--kernel", default="dmsae")
     ap.add_argument("--force", action="store_true", help="rerun stages even if unchanged since their last run")
-    ap.add_argument("--stages", nargs="*", default=None, help="only these stage numbers (e.g. 0 1 2); default: all")
+    ap.add_argument("--stages", nargs="*", default=None,
+                    help="only these stage numbers (e.g. 0 1 2); default: the parameter file's `stages`, else all")
+    ap.add_argument("--set", nargs="*", default=[], metavar="NAME=YAML",
+                    help="override notebook parameters, e.g. max_chunks=1 (make study CHUNKS=1)")
     ap.add_argument("--allow-corpus-change", action="store_true",
                     help="run even if the corpus differs from the one of the profile's committed figures")
     ap.add_argument("--check-corpus", action="store_true",
@@ -195,9 +198,14 @@ def main():
     params = yaml.safe_load(params_file.read_text()) or {}
     profile = params.get("profile", a.profile)
     stages = sorted((ROOT / "nbs" / "paper").glob("[0-9]*.ipynb"))
-    if a.stages is not None:
-        wanted = {int(x) for x in a.stages}
+    wanted = a.stages if a.stages is not None else params.pop("stages", None)  # the parameter file's own stages
+    params.pop("stages", None)                                                 # (not a notebook parameter)
+    if wanted is not None:
+        wanted = {int(x) for x in wanted}
         stages = [nb for nb in stages if int(nb.name.split("_")[0]) in wanted]
+    for kv in a.set:
+        name, _, val = kv.partition("=")
+        params[name] = yaml.safe_load(val)
     if a.check_corpus:
         check_corpus(profile, allow=False)
         return
