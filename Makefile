@@ -27,11 +27,11 @@ ALLOW_CORPUS_CHANGE ?=
 reproduce: setup    ## run the paper notebooks with papermill on profile $(PROFILE)
 	@$(PY) tools/reproduce.py --profile $(PROFILE) $(if $(filter 1 yes true,$(ALLOW_CORPUS_CHANGE)),--allow-corpus-change)
 
-# the study (nbs/15_study.ipynb, params/study.yaml): hours of CPU in resumable chunks; finished chunks under
-# figures/study/chunks/ are skipped, CHUNKS=n runs at most n missing chunks now (commit them, continue later)
-CHUNKS ?=
-study: setup        ## run missing study chunks (CHUNKS=n: at most n), then redraw figures/study
-	@$(PY) tools/reproduce.py --profile study --force $(if $(CHUNKS),--set max_chunks=$(CHUNKS))
+# the study (nbs/15_study.ipynb, params/study.yaml): hours of CPU in resumable stages; stages recorded under
+# figures/study/chunks/ are skipped, STAGES=n runs at most n missing stages now (commit them, continue later)
+STAGES ?=
+study: setup        ## run missing study stages (STAGES=n: at most n), then redraw figures/study
+	@$(PY) tools/reproduce.py --profile study --force $(if $(STAGES),--set max_stages=$(STAGES))
 
 check-corpus: setup ## the built corpus against its pins, and against the corpus of profile $(PROFILE)'s committed figures
 	@$(PY) tools/pin_corpus.py

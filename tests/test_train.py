@@ -98,7 +98,7 @@ def test_train_steps_sets_the_length_and_passes_over_the_data(tmp_path):
     torch.set_num_threads(1)
     x = torch.randn(1024, 8, generator=torch.Generator().manual_seed(0))
     cfg = get_config("tiny", d_sae=32, k=2, batch_size=64, n_train_tokens=512, group_fractions=(1/4,), seed=2,
-                     dead_tokens=256)
+                     dead_tokens=256, train_steps=None)
     one, h1 = train_sae(cfg, TensorSource(x), tmp_path / "one", progress=False, log_every=1)
     ref, _ = train_sae(cfg, TensorSource(x), tmp_path / "ref", n_steps=512 // 64, progress=False, log_every=1)
     assert [h["step"] for h in h1] == list(range(1, 9)) and one.meta["n_steps"] == 8
