@@ -14,7 +14,8 @@ def expand_includes(md: str) -> str:
     "Put the text of each `<!-- include: PATH -->` file (relative to the repository root) after its marker."
     def sub(m):
         f = ROOT / m.group(1)
-        body = f.read_text().strip("\n") if f.exists() else f"*(missing: `{m.group(1)}`; run `make reproduce`)*"
+        missing = f"*(not written yet: `{m.group(1)}`; `make reproduce` or `make study` writes it)*"
+        body = f.read_text().strip("\n") if f.exists() else missing
         return m.group(0) + "\n\n" + body
     return re.sub(r"^<!-- include: (\S+) -->$", sub, md, flags=re.M)
 
