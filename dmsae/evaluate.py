@@ -131,7 +131,7 @@ class ReferenceRuns:
     def __init__(self, max_bytes: int = 2 * 2**30): # memory for the clean logits kept
         self.max_bytes, self.memo, self.hits, self._lm = max_bytes, OrderedDict(), 0, None
 
-    def _key(self, lm, x, tokens, mask, layer: int, ablate_all: bool) -> tuple:
+    def _key(self, x, tokens, mask, layer: int, ablate_all: bool) -> tuple:
         h = hashlib.sha1()
         for t in (x, tokens, mask): h.update(t.detach().contiguous().cpu().view(torch.uint8).numpy().tobytes())
         return (layer, ablate_all, h.hexdigest())
@@ -142,7 +142,7 @@ class ReferenceRuns:
         if self._lm is None or self._lm() is not lm:   # another model: nothing kept applies to it
             self.memo.clear()
             self._lm = weakref.ref(lm)
-        key = self._key(lm, x, tokens, mask, layer, ablate_all)
+        key = self._key(x, tokens, mask, layer, ablate_all)
         if key in self.memo:
             self.hits += 1
             self.memo.move_to_end(key)
