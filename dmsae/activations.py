@@ -10,13 +10,14 @@ from typing import Iterator
 import numpy as np, torch
 from fastcore.basics import patch
 from tqdm.auto import tqdm
-from .config import DMSAEConfig, dmsae_home, config_hash, atomic_write, atomic_write_json, sha256_file
+from .config import DMSAEConfig, LATE_FIELDS, dmsae_home, config_hash, atomic_write, atomic_write_json
+from .config import sha256_file
 from .data import Contexts, iter_documents, make_contexts, read_manifest
 from .distributed import rank_world, barrier, broadcast_object, gather_objects, all_reduce
 
 # %% auto #0
 __all__ = ['CacheError', 'CacheWriter', 'ActivationCache', 'sink_rows', 'corpus_fingerprint', 'cache_key', 'cache_dir',
-           'load_contexts', 'build_activation_cache']
+           'separator_id', 'load_contexts', 'build_activation_cache']
 
 # %% ../nbs/05_activations.ipynb #53929c40
 class CacheError(RuntimeError): "A cache file is missing, corrupt, or belongs to another key."
@@ -74,6 +75,14 @@ def _check_rows(x: torch.Tensor, idx, d_in: int, index: int):
         raise ValueError(f"shard {index} has non-finite activations; check the model dtype (try float32)")
     if idx is not None and len(idx) != len(x): raise ValueError(f"idx has {len(idx)} entries for {len(x)} rows")
 
+def _check_range(x: torch.Tensor, dtype: str, index: int):
+    "Refuse finite rows that the storage dtype cannot hold (float16 overflows above 65,504)."
+    if torch.isfinite(x.to(_TORCH[dtype])).all(): return
+    big = float(x.abs().max())
+    raise ValueError(f"shard {index}: activations reach {big:,.0f}, beyond the range of cache_dtype={dtype!r} "
+                     f"(largest finite value {torch.finfo(_TORCH[dtype]).max:,.0f}); set cache_dtype='bfloat16' "
+                     "(float32's range in 16 bits) or 'float32' (e.g. --set cache_dtype=bfloat16)")
+
 @patch
 def write_shard(self: CacheWriter, index: int, # shard number
                 x: torch.Tensor, # rows [n, d_in]
@@ -81,6 +90,7 @@ def write_shard(self: CacheWriter, index: int, # shard number
                ) -> dict:
     "Store rows `x` as shard `index` (and `idx` beside it); returns the shard's manifest record."
     _check_rows(x, idx, self.man["d_in"], index)
+    _check_range(x, self.man["dtype"], index)
     name = f"shard_{index:05d}.npy"
     if idx is not None: _save_npy(self.root / f"shard_{index:05d}.idx.npy", np.asarray(idx, dtype=np.int64))
     arr = _to_numpy(x, self.man["dtype"])
@@ -310,11 +320,22 @@ def cache_key(cfg: DMSAEConfig, split: str = "train") -> dict:
                 context_size=cfg.context_size, n_tokens=cfg.n_train_tokens if train else cfg.n_heldout_tokens,
                 heldout_fraction=cfg.heldout_fraction, dtype=cfg.cache_dtype, drop_bos=cfg.drop_bos if train else False,
                 max_norm_ratio=cfg.max_norm_ratio,
-                shard_tokens=cfg.shard_tokens, cache_batch_contexts=cfg.cache_batch_contexts)
+                shard_tokens=cfg.shard_tokens, cache_batch_contexts=cfg.cache_batch_contexts,
+                **{k: getattr(cfg, k) for k, v in LATE_FIELDS.items() if getattr(cfg, k) != v})
 
 def cache_dir(cfg: DMSAEConfig, split: str = "train") -> Path:
     "`DMSAE_HOME/activations/<split>-<hash of the key>`."
     return dmsae_home() / "activations" / f"{split}-{config_hash(cache_key(cfg, split))}"
+
+# %% ../nbs/05_activations.ipynb #b09d16f0
+def separator_id(cfg: DMSAEConfig, # `separator` says which token
+                 tokenizer, # the model's tokenizer
+                ) -> int | None:
+    "The token id put between documents: None for BOS (`make_contexts`' default), else the tokenizer's EOS id."
+    if cfg.separator == "bos": return None
+    if tokenizer.eos_token_id is None:
+        raise ValueError("separator='eos' but the tokenizer has no EOS token; use separator='bos'")
+    return tokenizer.eos_token_id
 
 # %% ../nbs/05_activations.ipynb #b9ca177c
 def load_contexts(cfg: DMSAEConfig, tokenizer, split: str = "train") -> Contexts:
@@ -327,7 +348,7 @@ def load_contexts(cfg: DMSAEConfig, tokenizer, split: str = "train") -> Contexts
     streamed = not (cfg.dataset == "embedded" or Path(cfg.dataset).expanduser().exists())
     ctx = make_contexts(iter_documents(cfg.dataset, cfg.dataset_split, cfg.text_column), tokenizer, cfg.context_size,
                         n_tokens=n, split=split, heldout_fraction=cfg.heldout_fraction,
-                        data_seed=None if streamed else 0)
+                        data_seed=None if streamed else 0, sep_id=separator_id(cfg, tokenizer))
     ctx.save(p)
     return ctx
 

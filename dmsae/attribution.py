@@ -4,8 +4,9 @@
 
 # %% ../nbs/09_attribution.ipynb #ffd1ce34
 from __future__ import annotations
-import json
+import json, math
 from dataclasses import dataclass
+from fastcore.basics import patch
 from pathlib import Path
 import numpy as np, torch
 from safetensors.torch import save_file, load_file
@@ -89,6 +90,17 @@ class Attribution:
         meta = json.loads((path / "attribution.json").read_text())
         return cls(mean_abs=t["mean_abs"], signed=t["signed"], quantile=t.get("quantile"), freq=t["freq"], **meta)
 
+# %% ../nbs/09_attribution.ipynb #aa0a4730
+@patch
+def check(self: Attribution) -> Attribution:
+    "`self` if its scores and losses are finite; else a `ValueError` naming where NaN/inf usually come from."
+    vals = [self.mean_abs, self.signed, torch.tensor([self.loss_spliced, self.loss_clean])]
+    if all(torch.isfinite(v).all() for v in vals): return self
+    raise ValueError(f"the attribution is not finite (spliced loss {self.loss_spliced}, clean loss {self.loss_clean}): "
+                     "the held-out cache holds NaN/inf rows (a cache_dtype too narrow for this model's activations, "
+                     "e.g. float16 above 65,504: rebuild with cache_dtype='bfloat16'), the language model overflows "
+                     "in model_dtype (try float32), or the SAE's weights are not finite")
+
 # %% ../nbs/09_attribution.ipynb #74caee24
 class AttributionSums:
     "Streaming float64 sums of the candidates' attributions over scored tokens, and the spliced loss."
@@ -168,6 +180,14 @@ def attribute(lm: LM, # the language model (only the blocks above the hook run)
     if world > 1: sums.reduce_ranks()
     return sums.result(sae.n_core, clean_loss(lm, cache, tokens, sae.cfg.hook_layer, batch_contexts), q)
 
+# %% ../nbs/09_attribution.ipynb #96eb6496
+def _finite_loss(p: Path) -> float | None:
+    "The loss stored in JSON file `p` if the file exists and holds a finite number, else None."
+    if not p.exists(): return None
+    try: v = float(json.loads(p.read_text())["loss"])
+    except (ValueError, KeyError, TypeError): return None
+    return v if math.isfinite(v) else None
+
 # %% ../nbs/09_attribution.ipynb #e02a9d8c
 def clean_loss(lm: LM, # the language model
                cache, # held-out `ActivationCache` (whole contexts)
@@ -178,7 +198,8 @@ def clean_loss(lm: LM, # the language model
     "Mean loss of the unmodified model on the predictions `attribute` scores; computed once per cache, kept beside it."
     p = cache.root / f"clean_loss_L{layer}.json"
     rank, world = rank_world()
-    if broadcast_object(p.exists() if rank == 0 else None): return json.loads(p.read_text())["loss"]
+    kept = broadcast_object(_finite_loss(p) if rank == 0 else None)   # a NaN left by an earlier failure is recomputed
+    if kept is not None: return kept
     thr, tot, n = cache.meta.get("norm_threshold"), 0.0, 0
     for x, tk, m in heldout_batches(tokens, cache, batch_contexts=batch_contexts, contexts=split_range(len(tokens)),
                                     bos_id=lm.bos_id, norm_threshold=thr):
@@ -187,5 +208,8 @@ def clean_loss(lm: LM, # the language model
     if world > 1:
         tot, n = [float(v) for v in all_reduce(torch.tensor([tot, n], dtype=torch.float64))]
         n = int(n)
+    if not math.isfinite(tot / n):
+        raise ValueError(f"the clean loss on the held-out cache {cache.root} is {tot / n}: the model's logits or the "
+                         "cached tokens are broken (model_dtype too narrow? try float32)")
     if rank == 0: atomic_write_json(p, dict(loss=tot / n, n=n))
     return tot / n

@@ -5,12 +5,12 @@
 # %% ../nbs/19_cli.ipynb #1ce82e7c
 from __future__ import annotations
 import argparse, json, os, sys, time
-from .config import get_config, load_config, dmsae_home, regime, PROFILES
+from .config import get_config, load_config, dmsae_home, regime, resolve_path, PROFILES
 from .distributed import init_distributed, is_main
 
 # %% auto #0
 __all__ = ['DISTRIBUTED', 'config_from_args', 'cmd_corpus', 'cmd_model', 'cmd_setup', 'cmd_cache', 'cmd_distill',
-           'cmd_transfer', 'cmd_info', 'main']
+           'cmd_transfer', 'cmd_evaluate', 'cmd_info', 'main']
 
 # %% ../nbs/19_cli.ipynb #20251192
 def _value(s: str):
@@ -55,7 +55,7 @@ def cmd_model(a):
 def cmd_setup(a):
     "Everything a fresh machine needs before the notebooks: the embedded corpus and the converted model."
     cmd_corpus(a)
-    cmd_model(a)
+    if not getattr(a, "no_model", False): cmd_model(a)
 
 # %% ../nbs/19_cli.ipynb #9c7fda78
 def cmd_cache(a):
@@ -83,6 +83,34 @@ def cmd_transfer(a):
     for r in transfer(config_from_args(a), core_path=a.core, methods=a.methods):
         if is_main(): print(_transfer_line(r))
 
+# %% ../nbs/19_cli.ipynb #ab862088
+def _eval_line(r: dict) -> str:
+    "One line per evaluated SAE (its full level)."
+    nan = float("nan")
+    return (f"{r['path']:40s} L0={r['l0']:7.2f} FVU={r['fvu']:.4f} CE recovered={r.get('ce_recovered', nan):.4f}"
+            f" KL={r.get('kl_spliced', nan):.4f}")
+
+def cmd_evaluate(a):
+    "Evaluate every SAE of a run: our metrics (optionally at equal L0), SAEBench `core`, probing."
+    from dmsae.evaluate import evaluate_run
+    cfg = config_from_args(a)
+    run = resolve_path(cfg.run_dir) / a.folder
+    if not run.exists(): raise SystemExit(f"no folder {run}: run `dmsae distill` and `dmsae transfer` first")
+    tgt = None if a.target_l0 is None else (a.target_l0 if a.target_l0 == "k" else float(a.target_l0))
+    out = "eval" if tgt is None else f"eval_at_{a.target_l0}"
+    rows = evaluate_run(run, cfg, out=out, target_l0=tgt, levels=False, n_contexts=cfg.eval_contexts)
+    for r in rows: print(_eval_line(r))
+    print(f"table: {run / out}.md")
+    if a.saebench:
+        from dmsae.saebench import saebench_run
+        saebench_run(run, cfg, evals=("core",), n_contexts=cfg.saebench_contexts or cfg.eval_contexts)
+        print(f"SAEBench core: {run / 'saebench' / 'saebench.md'}")
+    if a.probing:
+        from dmsae.probing import evaluate_probing_run
+        evaluate_probing_run(run, cfg, n_train=cfg.probe_train, n_test=cfg.probe_test,
+                             max_docs_per_class=cfg.probe_docs)
+        print(f"probing: {run / 'probing.md'}")
+
 # %% ../nbs/19_cli.ipynb #ac45d075
 def cmd_info(a):
     "Print the resolved config, with the data home, the hook name and the regime's ratios (`dmsae.config.regime`)."
@@ -108,6 +136,7 @@ def _parser() -> argparse.ArgumentParser:
     add = lambda *args: _add_command(sub, *args)
     setup = add("setup", cmd_setup, "build the embedded corpus and convert the embedded model")
     setup.add_argument("--force", action="store_true")
+    setup.add_argument("--no-model", action="store_true", help="only the corpus (the model loads on first use)")
     add("corpus", cmd_corpus, "build the embedded corpus").add_argument("--force", action="store_true")
     add("model", cmd_model, "load (and on first use convert) the model")
     cache = add("cache", cmd_cache, "build the activation caches")
@@ -116,6 +145,12 @@ def _parser() -> argparse.ArgumentParser:
     t = add("transfer", cmd_transfer, "train the transfer grid with the distilled core and the baselines")
     t.add_argument("--core", default=None, help="distilled core file (default: the run's)")
     t.add_argument("--methods", nargs="+", default=["dmsae", "matryoshka", "random_core", "compute_matched"])
+    e = add("evaluate", cmd_evaluate, "evaluate every SAE of a run (our metrics; SAEBench core, probing on request)")
+    e.add_argument("--folder", default="transfer", help="folder of the run to evaluate, relative to run_dir")
+    e.add_argument("--target-l0", default=None,
+                   help="calibrate each threshold to this held-out L0 first (`k`: each SAE's k)")
+    e.add_argument("--saebench", action="store_true", help="also SAEBench's core eval (TransformerLens bridge)")
+    e.add_argument("--probing", action="store_true", help="also the probing evals (sparse probing, TPP)")
     add("info", cmd_info, "print the resolved config")
     return p
 

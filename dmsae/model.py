@@ -167,7 +167,8 @@ def _layer(self: LM, hook) -> int:
     "The block index of `hook`, checked against the model's depth."
     L = parse_hook(hook)
     if not 0 <= L < self.n_layers:
-        raise ValueError(f"hook layer {L} out of range: {self.name} has blocks 0..{self.n_layers - 1}")
+        raise ValueError(f"hook layer {L} out of range: {self.name} has blocks 0..{self.n_layers - 1}; set hook_layer "
+                         f"(about 0.46 of the depth, as in the paper: --set hook_layer={round(0.46 * self.n_layers)})")
     return L
 
 @patch

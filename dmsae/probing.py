@@ -549,7 +549,7 @@ def run_hub_evals(run_dir, # run directory; every SAE folder below it is evaluat
     check_hub(evals, hub)
     selected = [(lens_sae_id(sae_info(p, run_dir)["path"]), load_lens_sae(p, cfg.device)) for p in saes]
     results = {}
-    with local_tl_model(cfg.model_name):
+    with local_tl_model(cfg.model_name, cfg.tl_model_name):
         for e in evals:
             mod = importlib.import_module(HUB_EVALS[e][0])
             ec = hub_eval_config(e, cfg.model_name, **cfg_kw)

@@ -15,14 +15,73 @@ from .activations import build_activation_cache
 from .evaluate import run_saes, sae_info, write_table
 
 # %% auto #0
-__all__ = ['OFFLINE_EVALS', 'SAEBENCH_COLS', 'load_hooked_transformer', 'local_tl_model', 'TokenStore', 'load_lens_sae',
-           'core_eval_config', 'result_file', 'result_metrics', 'lens_sae_id', 'core_output', 'run_core',
-           'run_meta_structure', 'check_offline', 'saebench_run', 'first_letter_check', 'run_absorption']
+__all__ = ['OFFLINE_EVALS', 'SAEBENCH_COLS', 'tl_name_of', 'tl_config', 'load_hooked_transformer', 'local_tl_model',
+           'TokenStore', 'load_lens_sae', 'core_eval_config', 'result_file', 'result_metrics', 'lens_sae_id',
+           'core_output', 'run_core', 'run_meta_structure', 'check_offline', 'saebench_run',
+           'first_letter_check', 'run_absorption']
+
+# %% ../nbs/13_saebench.ipynb #35b8b354
+def tl_name_of(path, # a local Hugging Face folder
+              ) -> str | None:
+    "The official TransformerLens name recorded in the folder's `config.json` (`_name_or_path`), or None."
+    import transformer_lens.loading_from_pretrained as loading
+    cfg_p = Path(path) / "config.json"
+    name = json.loads(cfg_p.read_text()).get("_name_or_path", "") if cfg_p.exists() else ""
+    return loading.make_model_alias_map().get(str(name).lower())
+
+# %% ../nbs/13_saebench.ipynb #b7e5eb25
+def _tl_own_config(path: Path, device: str, dtype):
+    "TransformerLens's conversion of the folder's `config.json`, or the `NotImplementedError` it raises."
+    import tempfile
+    import transformer_lens.loading_from_pretrained as loading
+    with tempfile.TemporaryDirectory() as t:      # a neutral name: TransformerLens routes names holding "llama" or
+        link = Path(t) / "model"                   # "gemma" by their text, without reading the folder's config
+        link.symlink_to(path.resolve())
+        try: return loading.get_pretrained_model_config(str(link), device=device, dtype=dtype, fold_ln=False)
+        except NotImplementedError as e: return e
+
+# %% ../nbs/13_saebench.ipynb #2b4a7f59
+_HF_TO_TL = dict(d_model="hidden_size", d_head="head_dim", n_heads="num_attention_heads", d_mlp="intermediate_size",
+                 n_layers="num_hidden_layers", n_ctx="max_position_embeddings", eps="rms_norm_eps",
+                 d_vocab="vocab_size", n_key_value_heads="num_key_value_heads", window_size="sliding_window",
+                 attn_scores_soft_cap="attn_logit_softcapping", output_logits_soft_cap="final_logit_softcapping")
+_DERIVED = dict(d_vocab_out=-1, rotary_dim=None, n_params=None, attn_scale=-1.0)   # recomputed from the sizes
+
+def tl_config(path, # a local Hugging Face folder
+              tl_name: str | None = None, # official TransformerLens name of its architecture (None: inferred)
+              device: str = "cpu", dtype=torch.float32,
+             ):
+    "The `HookedTransformerConfig` of a local folder: its own conversion, else `tl_name`'s with our sizes."
+    import transformer_lens.loading_from_pretrained as loading
+    from transformer_lens import HookedTransformerConfig
+    from transformers import AutoConfig
+    path = Path(path)
+    cfg = _tl_own_config(path, device, dtype)
+    if isinstance(cfg, NotImplementedError):
+        hf, name = AutoConfig.from_pretrained(path), tl_name or tl_name_of(path)
+        if name is None:
+            raise ValueError(f"TransformerLens cannot build {hf.architectures} from the local folder {path} ({cfg}); "
+                             "set tl_model_name to the official TransformerLens name of the same architecture (e.g. "
+                             "--set tl_model_name=google/gemma-2-2b for a Gemma-2 model)")
+        d = loading.get_pretrained_model_config(name, device=device, dtype=dtype, fold_ln=False).to_dict()
+        d.update({tl: getattr(hf, k) for tl, k in _HF_TO_TL.items() if getattr(hf, k, None) is not None}, **_DERIVED)
+        d["rotary_base"] = loading._get_rope_theta(hf, d.get("rotary_base", 10000.0))
+        if getattr(hf, "query_pre_attn_scalar", None): d["attn_scale"] = float(hf.query_pre_attn_scalar) ** 0.5
+        if getattr(hf, "layer_types", None):
+            d["attn_types"] = ["local" if t == "sliding_attention" else "global" for t in hf.layer_types]
+        elif d.get("attn_types"):                                        # the official pattern, repeated
+            d["attn_types"] = [d["attn_types"][i % len(d["attn_types"])] for i in range(d["n_layers"])]
+        cfg = HookedTransformerConfig.from_dict(d)
+    has_tok = any((path / f).exists() for f in ("tokenizer.json", "tokenizer_config.json"))
+    cfg.tokenizer_name = str(path) if has_tok else None                 # never a hub tokenizer, nor the link
+    cfg.model_name = path.name
+    return cfg
 
 # %% ../nbs/13_saebench.ipynb #e523c6c3
 def load_hooked_transformer(name_or_path: str, # `embedded:SmolLM2-135M-Instruct`, a local HF folder, or a TL model name
                             device: str = "cpu", # where the model lives
                             dtype=torch.float32, # its dtype
+                            tl_name: str | None = None, # official TL name of a local architecture (`tl_config`)
                            ):
     "A TransformerLens `HookedTransformer` for a local Hugging Face folder, without the official-name check."
     import transformer_lens.loading_from_pretrained as loading
@@ -30,11 +89,11 @@ def load_hooked_transformer(name_or_path: str, # `embedded:SmolLM2-135M-Instruct
     from transformers import AutoModelForCausalLM, AutoTokenizer
     path = resolve_model(name_or_path)
     if not (Path(path) / "config.json").exists():        # an official TL name: the documented route
-        return HookedTransformer.from_pretrained_no_processing(path, device=device, dtype=dtype)
+        return HookedTransformer.from_pretrained_no_processing(tl_name or path, device=device, dtype=dtype)
+    tl_cfg = tl_config(path, tl_name, device, dtype)
     hf = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-    tok = AutoTokenizer.from_pretrained(path)
-    tl_cfg = loading.get_pretrained_model_config(path, device=device, dtype=dtype, fold_ln=False)
-    sd = loading.get_pretrained_state_dict(path, tl_cfg, hf, dtype=dtype)
+    tok = AutoTokenizer.from_pretrained(path) if tl_cfg.tokenizer_name else None   # test models may have none
+    sd = loading.get_pretrained_state_dict(str(path), tl_cfg, hf, dtype=dtype)
     model = HookedTransformer(tl_cfg, tok, move_to_device=False)
     model.load_and_process_state_dict(sd, fold_ln=False, center_writing_weights=False, center_unembed=False,
                                       fold_value_biases=False, refactor_factored_attn_matrices=False)
@@ -44,13 +103,14 @@ def load_hooked_transformer(name_or_path: str, # `embedded:SmolLM2-135M-Instruct
 # %% ../nbs/13_saebench.ipynb #dcb96b6c
 @contextmanager
 def local_tl_model(name: str, # model name in the eval configs (`embedded:...` or a local folder is swapped in)
+                   tl_name: str | None = None, # `cfg.tl_model_name` (see `tl_config`)
                   ):
     "While active, `HookedTransformer.from_pretrained_no_processing(name)` loads `name` with `load_hooked_transformer`."
     from transformer_lens import HookedTransformer
     orig = HookedTransformer.__dict__["from_pretrained_no_processing"]          # the classmethod object itself
     def patched(cls, model_name, *a, device="cpu", dtype=torch.float32, **kw):
         if model_name == name and (name.startswith("embedded:") or Path(name).expanduser().exists()):
-            return load_hooked_transformer(name, device=device, dtype=dtype)
+            return load_hooked_transformer(name, device=device, dtype=dtype, tl_name=tl_name)
         return orig.__get__(None, cls)(model_name, *a, device=device, dtype=dtype, **kw)
     HookedTransformer.from_pretrained_no_processing = classmethod(patched)
     try: yield
@@ -242,7 +302,7 @@ def saebench_run(run_dir, # run directory; every SAE folder (with `dmsae.json`) 
     if "core" in evals:
         held = build_activation_cache(cfg, "heldout", progress=progress)
         toks = Contexts.load(held.root / "tokens.npz").tokens
-        model = model or load_hooked_transformer(cfg.model_name, cfg.device)
+        model = model or load_hooked_transformer(cfg.model_name, cfg.device, tl_name=cfg.tl_model_name)
     rows = []
     for p in tqdm(saes, desc="SAEBench", disable=not progress):
         info = sae_info(p, run_dir)
@@ -324,6 +384,7 @@ def run_absorption(sae_path, # an SAE folder written by `save_sae`
                    out_dir, # results folder (SAEBench's JSON) and working directory for its artifacts
                    model_name: str, # `cfg.model_name` (a local model is loaded with `load_hooked_transformer`)
                    device: str = "cpu", # where the eval runs
+                   tl_name: str | None = None, # `cfg.tl_model_name` (see `tl_config`)
                    sae_id: str | None = None, # unused: SAEBench names the result after the release
                    release: str = "dmsae", # SAE "release" name in the result
                    force: bool = False, # rerun existing results
@@ -338,6 +399,6 @@ def run_absorption(sae_path, # an SAE folder written by `save_sae`
     cwd = os.getcwd()
     os.chdir(out_dir)
     try:
-        with local_tl_model(model_name):
+        with local_tl_model(model_name, tl_name):
             return run_eval(ec, [(release, load_lens_sae(sae_path, device))], device, str(out_dir), force_rerun=force)
     finally: os.chdir(cwd)

@@ -1,6 +1,6 @@
 import os, signal, sys, subprocess, time
 from pathlib import Path
-import pytest
+import pytest, torch
 
 ROOT = Path(__file__).resolve().parent.parent
 for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"): os.environ.setdefault(var, "1")
@@ -50,3 +50,48 @@ def kill_when(p: subprocess.Popen, ready, timeout: float = 300, poll: float = 0.
     while not ready() and p.poll() is None and time.time() - t0 < timeout: time.sleep(poll)
     p.send_signal(signal.SIGKILL)
     p.wait()
+
+
+# small random causal LMs (no download) with SmolLM2's tokenizer, for tests of mechanics and of other families
+SMALL = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
+             max_position_embeddings=128)
+FAMILIES = {  # family -> (transformers config class, its fields, TransformerLens name when needed)
+    "llama": ("LlamaConfig", SMALL, None),
+    "qwen2": ("Qwen2Config", SMALL, None),
+    "qwen3": ("Qwen3Config", dict(SMALL, head_dim=8), None),
+    "gemma2": ("Gemma2Config", dict(SMALL, head_dim=8, sliding_window=16, query_pre_attn_scalar=8),
+               "google/gemma-2-2b"),
+    "gpt2": ("GPT2Config", dict(n_embd=32, n_layer=4, n_head=4, n_positions=128, n_ctx=128), None),  # as GPT-2's own
+    "gpt_neox": ("GPTNeoXConfig", dict(hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
+                                       max_position_embeddings=128), None),
+}
+
+def make_model(folder, family: str, seed: int = 0, bos_norm: float | None = None) -> str:
+    "Save a small random model of `family` with SmolLM2's tokenizer in `folder`; `bos_norm` rescales BOS's embedding."
+    import transformers
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from dmsae.config import DEFAULT_MODEL
+    from dmsae.model import resolve_model
+    tok = AutoTokenizer.from_pretrained(resolve_model(DEFAULT_MODEL))
+    cls, fields, _ = FAMILIES[family]
+    cfg = getattr(transformers, cls)(vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                                     **fields)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(cfg).float().eval()
+    if bos_norm is not None:
+        with torch.no_grad():
+            e = model.get_input_embeddings().weight
+            e[tok.bos_token_id] *= bos_norm / e[tok.bos_token_id].norm()
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> str:
+    "A local folder holding a small random Llama (4 blocks of width 32) for tests that need a model but not SmolLM2."
+    from dmsae.data import build_embedded_corpus
+    from dmsae.model import convert_embedded_model
+    build_embedded_corpus()
+    convert_embedded_model()
+    return make_model(tmp_path_factory.mktemp("models") / "tiny-random", "llama")

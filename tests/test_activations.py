@@ -5,16 +5,18 @@ import pytest, torch
 from conftest import kill_when, run_py, shared_home, start_py
 
 BUILD = """
+import json, sys
 from dmsae.config import get_config
 from dmsae.activations import build_activation_cache
-cfg = get_config("tiny", n_train_tokens=8192, shard_tokens=1024, cache_batch_contexts=4)
+over = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}   # e.g. a small random model instead of SmolLM2
+cfg = get_config("tiny", n_train_tokens=8192, shard_tokens=1024, cache_batch_contexts=4, **over)
 c = build_activation_cache(cfg, "train", progress=False)
 print(c.root)
 """
 
-def build(home: Path) -> Path:
-    "Run `BUILD` in a subprocess with `home` as DMSAE_HOME; the cache's folder."
-    r = run_py(BUILD, env={"DMSAE_HOME": str(home)})
+def build(home: Path, **over) -> Path:
+    "Run `BUILD` (config overrides `over`) in a subprocess with `home` as DMSAE_HOME; the cache's folder."
+    r = run_py(BUILD, json.dumps(over), env={"DMSAE_HOME": str(home)})
     assert r.returncode == 0, r.stderr
     return Path(r.stdout.strip().splitlines()[-1])
 
@@ -42,10 +44,10 @@ def test_killed_build_resumes_to_identical_bytes(home, tmp_path):
     assert [s["sha256"] for s in final["shards"]] == [s["sha256"] for s in ref["shards"]]
     for f in sorted(ref_root.glob("shard_*.npy")): assert (root / f.name).read_bytes() == f.read_bytes()
 
-def test_rebuild_of_finished_cache_is_a_no_op(home):
-    root = build(home)
+def test_rebuild_of_finished_cache_is_a_no_op(home, tiny_model):
+    root = build(home, model_name=tiny_model, hook_layer=2)
     mt = {f: f.stat().st_mtime_ns for f in root.iterdir()}
-    build(home)
+    build(home, model_name=tiny_model, hook_layer=2)
     assert {f: f.stat().st_mtime_ns for f in root.iterdir()} == mt
 
 def test_corrupt_manifest_names_the_fix(tmp_path):

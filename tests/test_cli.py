@@ -25,9 +25,9 @@ def test_missing_hub_model_offline_names_the_fix(home):
     r = dmsae("model", "--set", "model_name=google/gemma-2-2b", env={"DMSAE_HOME": str(home), "HF_HUB_OFFLINE": "1"})
     assert r.returncode == 2 and "Offline?" in r.stderr
 
-def test_cache_command_builds_both_splits(home):
+def test_cache_command_builds_both_splits(home, tiny_model):
     r = dmsae("cache", "--profile", "tiny", "--set", "n_train_tokens=2048", "--set", "n_heldout_tokens=512",
-              env={"DMSAE_HOME": str(home)})
+              "--set", f"model_name={tiny_model}", "--set", "hook_layer=2", env={"DMSAE_HOME": str(home)})
     assert r.returncode == 0, r.stderr
     assert "train: ActivationCache" in r.stdout and "heldout: ActivationCache" in r.stdout
 

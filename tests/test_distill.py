@@ -3,11 +3,12 @@ import json
 from conftest import kill_when, run_py, start_py
 
 RUN = """
-import sys
+import json, sys
 from dmsae.config import get_config
 from dmsae.distill import distill
+over = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}   # e.g. a small random model instead of SmolLM2
 cfg = get_config("tiny", n_train_tokens=16384, n_heldout_tokens=1024, d_sae=256, k=8, batch_size=512, n_cycles=1,
-                 checkpoint_every=4, transfer_ks=(8,))
+                 checkpoint_every=4, transfer_ks=(8,), **over)
 distill(cfg, run_dir=sys.argv[1], progress=False)
 """
 
@@ -30,10 +31,14 @@ def test_killed_distillation_resumes_to_the_same_core(home, tmp_path):
     r = run_py(RUN, tmp_path / "run")
     assert r.returncode == 0 and "nothing to do" in r.stdout
 
-def test_distill_refuses_a_run_dir_with_another_config(home, tmp_path):
-    r = run_py(RUN, tmp_path / "r")
+def test_distill_refuses_a_run_dir_with_another_config(home, tmp_path, tiny_model):
+    small = json.dumps(dict(model_name=tiny_model, hook_layer=2))
+    r = run_py(RUN, tmp_path / "r", small)
     assert r.returncode == 0, r.stderr
-    r = run_py(RUN.replace("k=8,", "k=4,"), tmp_path / "r")
+    r = run_py(RUN.replace("k=8,", "k=4,"), tmp_path / "r", small)
+    assert r.returncode != 0 and "another config" in r.stderr
+    # the cache dtype changes the activations, so it is part of the run's identity too (issue: fix, then rerun)
+    r = run_py(RUN, tmp_path / "r", json.dumps(dict(json.loads(small), cache_dtype="bfloat16")))
     assert r.returncode != 0 and "another config" in r.stderr
 
 SMALLEST = ["n_train_tokens=4096", "n_heldout_tokens=512", "d_sae=128", "k=8", "batch_size=512", "n_cycles=1",
@@ -49,9 +54,10 @@ def _cli(*args, home):
 def _sets(*fields):
     return [a for f in (*SMALLEST, *fields) for a in ("--set", f)]
 
-def test_readings_of_the_core_run_through_distill_and_transfer(home, tmp_path):
+def test_readings_of_the_core_run_through_distill_and_transfer(home, tmp_path, tiny_model):
     "`core_act=batchtopk`, `core_budget=core_exempt` and `train_steps` reach every training from the command line."
-    btk = _sets("core_act=batchtopk", f"run_dir={tmp_path / 'btk'}")
+    model = (f"model_name={tiny_model}", "hook_layer=2")
+    btk = _sets(*model, "core_act=batchtopk", f"run_dir={tmp_path / 'btk'}")
     for cmd in (["distill", *btk], ["transfer", "--methods", "dmsae", *btk]):
         r = _cli(*cmd, home=home)
         assert r.returncode == 0, r.stderr
@@ -60,7 +66,7 @@ def test_readings_of_the_core_run_through_distill_and_transfer(home, tmp_path):
         assert meta["sae"]["core_act"] == "batchtopk" and meta["sae"]["n_core"] > 0, folder
         hist = json.loads((tmp_path / "btk" / folder / "history.json").read_text())
         assert hist[-1]["l0"] <= 8 + 1e-6                      # the core competes: the total L0 is at most k
-    ex = _sets("core_budget=core_exempt", "train_steps=6", f"run_dir={tmp_path / 'ex'}")
+    ex = _sets(*model, "core_budget=core_exempt", "train_steps=6", f"run_dir={tmp_path / 'ex'}")
     for cmd in (["distill", *ex], ["transfer", "--methods", "compute_matched", *ex]):
         r = _cli(*cmd, home=home)
         assert r.returncode == 0, r.stderr
