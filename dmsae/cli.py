@@ -5,7 +5,7 @@
 # %% ../nbs/19_cli.ipynb #1ce82e7c
 from __future__ import annotations
 import argparse, json, os, sys, time
-from .config import get_config, load_config, dmsae_home, regime, resolve_path, PROFILES
+from .config import get_config, load_config, dmsae_home, regime, resolve_path, refuse, field_kinds, PROFILES
 from .distributed import init_distributed, is_main
 
 # %% auto #0
@@ -13,24 +13,28 @@ __all__ = ['DISTRIBUTED', 'config_from_args', 'cmd_corpus', 'cmd_model', 'cmd_se
            'cmd_transfer', 'cmd_evaluate', 'cmd_info', 'main']
 
 # %% ../nbs/19_cli.ipynb #20251192
-def _value(s: str):
-    "Parse a `--set` value as JSON when possible (numbers, lists, booleans), else keep the string."
-    try: return json.loads(s)
+def _value(s: str, # the text after `FIELD=`
+           name: str | None = None, # the field: a string field keeps the text as written (`run_dir=2024`)
+          ):
+    "Parse a `--set` value as JSON when possible (numbers, lists, booleans, null), else keep the string."
+    try: v = json.loads(s)
     except json.JSONDecodeError: return s
+    return s if "str" in field_kinds(name) and v is not None and not isinstance(v, str) else v
 
 def _overrides(sets: list[str] | None) -> dict:
     "The `field=value` pairs of the `--set` options as a dict."
     over = {}
     for kv in sets or []:
-        if "=" not in kv: raise SystemExit(f"--set expects field=value, got {kv!r}")
+        refuse("=" not in kv, f"--set expects field=value, got {kv!r}")
         k, v = kv.split("=", 1)
-        over[k] = _value(v)
+        over[k.strip()] = _value(v, k.strip())
     return over
 
 # %% ../nbs/19_cli.ipynb #e28cedfa
 def config_from_args(a) -> "DMSAEConfig":
     "The config named by `--profile`/`--params` with `--set` overrides applied."
     over = _overrides(a.set)
+    refuse("profile" in over, f"--set profile={over.get('profile')!r}: use --profile NAME")
     if a.params:
         return load_config(a.params).replace(**over) if over else load_config(a.params)
     return get_config(a.profile, **over)
@@ -158,9 +162,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv=None):
     "Entry point of the `dmsae` command."
     a = _parser().parse_args(argv)
-    if a.cmd in DISTRIBUTED and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        init_distributed(config_from_args(a).device)   # launched by torchrun: join the group (NCCL on CUDA, else gloo)
-    try: a.fn(a)
+    try:
+        if a.cmd in DISTRIBUTED and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            init_distributed(config_from_args(a).device)   # under torchrun: join the group (NCCL on CUDA, else gloo)
+        a.fn(a)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"dmsae {a.cmd}: error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -4,16 +4,18 @@
 
 # %% ../nbs/01_config.ipynb #5e56593f
 from __future__ import annotations
-import dataclasses, json, os, hashlib, warnings
+import dataclasses, difflib, errno, json, math, numbers, os, re, hashlib, warnings
 from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['DEFAULT_MODEL', 'BOOKKEEPING', 'DISTILL_ONLY', 'LATE_FIELDS', 'CORE_BUDGETS', 'CORE_ACTS', 'PROFILES',
-           'D_MODEL', 'PAPER_REGIME', 'dmsae_home', 'project_root', 'resolve_path', 'DMSAEConfig', 'refuse',
-           'check_choice', 'check_k', 'check_group_fractions', 'get_config', 'regime', 'RegimeWarning',
-           'regime_warnings', 'atomic_write', 'atomic_write_text', 'atomic_write_json', 'sha256_file',
+__all__ = ['DEFAULT_MODEL', 'BOOKKEEPING', 'DISTILL_ONLY', 'LATE_FIELDS', 'CORE_BUDGETS', 'CORE_ACTS', 'KINDS',
+           'ITEM_TYPES', 'PLURALS', 'DEVICE_RE', 'SAEBENCH_EVALS', 'PROFILES', 'D_MODEL', 'PAPER_REGIME',
+           'dmsae_home', 'project_root', 'resolve_path', 'DMSAEConfig', 'refuse', 'check_choice', 'check_k',
+           'check_group_fractions', 'field_kinds', 'is_kind', 'type_words', 'check_type', 'check_types',
+           'check_field_names', 'check_list', 'get_config', 'regime', 'RegimeWarning', 'regime_warnings',
+           'atomic_write', 'read_checked', 'atomic_write_text', 'atomic_write_json', 'sha256_file',
            'save_config', 'load_config', 'config_hash']
 
 # %% ../nbs/01_config.ipynb #f62cd018
@@ -126,8 +128,9 @@ class DMSAEConfig:
         "SAE steps of one training: `train_steps`, else one pass over the training cache."
         return int(self.train_steps if self.train_steps is not None else self.n_train_tokens // self.batch_size)
 
-    def replace(self, **kw) -> "DMSAEConfig":
-        "A copy with some fields changed (validated)."
+    def replace(self, /, **kw) -> "DMSAEConfig":
+        "A copy with some fields changed (validated); `kw` may hold any name, so an unknown one is named."
+        check_field_names(kw)
         return dataclasses.replace(self, **kw).validate()
 
     def to_dict(self) -> dict:
@@ -172,34 +175,153 @@ def check_group_fractions(group_fractions, # Matryoshka group sizes as fractions
            f"group_fractions={fr}: each must be > 0 and their sum < 1 (the rest is the last group)")
     return fr
 
+# %% ../nbs/01_config.ipynb #eedde91b
+KINDS = {"int": "an integer", "float": "a finite number", "bool": "true or false", "str": "a string", "None": "None",
+         "tuple": "a list"} # the simple types the annotations use, as the messages name them
+# the type of the items of each tuple field, and the items as the messages name them
+ITEM_TYPES = {"group_fractions": "float", "transfer_ks": "int", "seeds": "int", "saebench_evals": "str"}
+PLURALS = {"int": "integers", "float": "finite numbers", "str": "strings"}
+
+def field_kinds(name: str, # a field of `DMSAEConfig`
+               ) -> tuple:
+    "The simple types the annotation of field `name` allows (`('int', 'None')` for `int | None`); `()` for no field."
+    f = DMSAEConfig.__dataclass_fields__.get(name)
+    return () if f is None else tuple(t.strip() for t in str(f.type).split("|"))
+
+# %% ../nbs/01_config.ipynb #f936a514
+def is_kind(value, # any value
+            kind: str, # a key of `KINDS` other than `tuple`
+           ) -> bool:
+    "Whether `value` has the simple type `kind`: a bool is no integer, an integer is a number, a number is finite."
+    if kind == "None": return value is None
+    if kind == "bool": return isinstance(value, bool)
+    if kind == "str": return isinstance(value, str)
+    if isinstance(value, bool): return False
+    if kind == "int": return isinstance(value, numbers.Integral)
+    if kind == "float": return isinstance(value, numbers.Real) and math.isfinite(value)
+    raise ValueError(f"is_kind: no check for the type {kind!r}")
+
+# %% ../nbs/01_config.ipynb #3df71233
+def type_words(name: str, # a field of `DMSAEConfig`
+              ) -> str:
+    "What field `name` must hold, in words: `an integer or None`, `a list of strings`, ..."
+    item = ITEM_TYPES.get(name)
+    return " or ".join(f"a list of {PLURALS[item]}" if k == "tuple" and item else KINDS[k] for k in field_kinds(name))
+
+def _type_fix(name: str, value) -> str:
+    "The end of the message for a wrongly typed `value` of field `name`: an example, and why a number is a string."
+    d = DMSAEConfig.__dataclass_fields__[name].default
+    eg = "" if d is None or isinstance(d, bool) else f", e.g. {json.dumps(list(d) if isinstance(d, tuple) else d)}"
+    numeric = {"int", "float"} & set(field_kinds(name))
+    try: quoted = numeric and isinstance(value, str) and math.isfinite(float(value))
+    except ValueError: quoted = False
+    return eg + ("; write it as a number, without quotes (YAML reads 1e-4 as a string: write 1.0e-4)" if quoted else "")
+
+def check_type(name: str, # a field of `DMSAEConfig`
+               value, # its value
+              ):
+    "Refuse a `value` of field `name` that the field's annotation does not allow (tuples: lists too, items checked)."
+    kinds = field_kinds(name)
+    item = ITEM_TYPES.get(name)
+    seq_ok = isinstance(value, (tuple, list)) and (item is None or all(is_kind(v, item) for v in value))
+    ok = seq_ok if "tuple" in kinds else any(is_kind(value, k) for k in kinds)
+    refuse(not ok, f"{name}={value!r}: must be {type_words(name)}{_type_fix(name, value)}")
+
+def check_types(cfg: DMSAEConfig, # the config to check
+               ) -> DMSAEConfig:
+    "Refuse the first field of `cfg` whose value its annotation does not allow; `cfg` when every field is right."
+    for f in fields(cfg): check_type(f.name, getattr(cfg, f.name))
+    return cfg
+
+# %% ../nbs/01_config.ipynb #74819a92
+def check_field_names(names, # names given as config fields
+                     ):
+    "Refuse names that are not fields of `DMSAEConfig`, with the closest field names as the fix."
+    known = [f.name for f in fields(DMSAEConfig)]
+    unknown = sorted(set(names) - set(known), key=str)
+    close = [m for n in unknown for m in difflib.get_close_matches(str(n), known, n=1)]
+    fix = f"did you mean {', '.join(close)}? " if close else ""
+    refuse(bool(unknown), f"DMSAEConfig: unknown config field(s) {unknown}; {fix}valid fields: {sorted(known)}")
+
+# %% ../nbs/01_config.ipynb #a1bb7d21
+def check_list(name: str, # a tuple field of `DMSAEConfig` that lists runs (`transfer_ks`, `seeds`, `saebench_evals`)
+               items, # its items
+              ):
+    "Refuse an empty list (nothing would run) or one that names an item twice (the same run twice)."
+    refuse(len(items) == 0, f"{name}={list(items)}: name at least one")
+    refuse(len(set(items)) < len(items), f"{name}={list(items)}: name each one once")
+
 # %% ../nbs/01_config.ipynb #f3b8bd2e
+DEVICE_RE = r"(cpu|cuda|mps|xpu)(:\d+)?" # the `device` values `validate` allows
+# the SAEBench evals `dmsae.saebench` (offline) and `dmsae.probing` (hub) know
+SAEBENCH_EVALS = ("core", "meta_structure", "absorption", "scr", "tpp", "sparse_probing", "ravel", "autointerp",
+                  "unlearning")
+
 @patch
 def validate(self: DMSAEConfig) -> DMSAEConfig:
-    "Raise a `ValueError` that names the field and the fix for an impossible setting."
+    "Raise a `ValueError` that names the field and the fix for a wrongly typed (`check_types`) or impossible setting."
     try:
+        check_types(self)
+        for name in ("profile", "model_name", "dataset", "dataset_split", "text_column", "run_dir"):
+            refuse(not getattr(self, name).strip(), f"{name}={getattr(self, name)!r}: must not be empty")
+        refuse(self.tl_model_name is not None and not self.tl_model_name.strip(),
+               f"tl_model_name={self.tl_model_name!r}: name a TransformerLens model, or None (inferred)")
+        refuse(self.hook_layer < 0, f"hook_layer={self.hook_layer} must be >= 0")
+        refuse(not re.fullmatch(DEVICE_RE, self.device),
+               f"device={self.device!r}: use 'cpu', 'cuda', 'cuda:N', 'mps' or 'xpu'")
+        check_choice("model_dtype", self.model_dtype, ("float32", "float16", "bfloat16"))
         refuse(self.context_size < 2,
                f"context_size={self.context_size}: need at least 2 tokens (BOS + one scored token)")
-        refuse(self.n_train_tokens <= 0 or self.n_heldout_tokens <= 0,
-               "n_train_tokens and n_heldout_tokens must be positive")
+        check_choice("separator", self.separator, ("bos", "eos"))
+        refuse(self.n_train_tokens <= 0, f"n_train_tokens={self.n_train_tokens} must be positive")
+        refuse(self.n_heldout_tokens <= 0, f"n_heldout_tokens={self.n_heldout_tokens} must be positive")
         refuse(not 0 < self.heldout_fraction < 1, f"heldout_fraction={self.heldout_fraction} must lie in (0, 1)")
         check_choice("cache_dtype", self.cache_dtype, ("float16", "bfloat16", "float32"))
-        check_choice("separator", self.separator, ("bos", "eos"))
+        refuse(self.max_norm_ratio is not None and self.max_norm_ratio <= 1,
+               f"max_norm_ratio={self.max_norm_ratio} must be > 1 (or None)")
+        refuse(self.shard_tokens <= 0, f"shard_tokens={self.shard_tokens} must be positive")
+        refuse(self.cache_batch_contexts <= 0,
+               f"cache_batch_contexts={self.cache_batch_contexts}: must be positive (contexts per forward)")
         refuse(self.d_sae <= 0, f"d_sae={self.d_sae} must be positive")
         check_k(self.k, self.d_sae)
         check_group_fractions(self.group_fractions)
         check_choice("core_budget", self.core_budget, CORE_BUDGETS)
         check_choice("core_act", self.core_act, CORE_ACTS)
+        refuse(self.batch_size <= 0, f"batch_size={self.batch_size} must be positive")
         refuse(self.train_steps is not None and self.train_steps <= 0,
                f"train_steps={self.train_steps} must be positive (or None: one pass over the cache)")
+        refuse(self.n_steps < 1, f"batch_size={self.batch_size} > n_train_tokens={self.n_train_tokens}: not one batch "
+                                 "in a pass over the cache; lower batch_size, raise n_train_tokens or set train_steps")
+        refuse(self.lr is not None and self.lr <= 0, f"lr={self.lr}: must be positive (or None: 2e-4 / sqrt(F / 2^14))")
+        refuse(self.warmup_steps < 0, f"warmup_steps={self.warmup_steps}: must be >= 0 (0: no warm-up)")
+        refuse(not 0 <= self.decay_fraction <= 1,
+               f"decay_fraction={self.decay_fraction}: must lie in [0, 1] (0: no decay)")
+        refuse(self.grad_clip <= 0, f"grad_clip={self.grad_clip}: must be positive (the largest gradient norm)")
+        refuse(self.aux_alpha < 0, f"aux_alpha={self.aux_alpha}: must be >= 0 (0: no AuxK loss)")
+        refuse(self.dead_tokens <= 0, f"dead_tokens={self.dead_tokens}: must be positive")
+        refuse(not 0 <= self.threshold_beta < 1, f"threshold_beta={self.threshold_beta}: must lie in [0, 1)")
+        refuse(self.checkpoint_every <= 0, f"checkpoint_every={self.checkpoint_every}: must be positive (steps)")
+        refuse(self.seed < 0, f"seed={self.seed}: must be >= 0")
+        refuse(self.n_cycles < 0, f"n_cycles={self.n_cycles}: must be >= 0 (0: cycle 0 only)")
         refuse(not 0 < self.tau <= 1, f"tau={self.tau} must lie in (0, 1]")
         check_choice("score", self.score, ("mean_abs", "signed", "quantile"))
-        check_choice("model_dtype", self.model_dtype, ("float32", "float16", "bfloat16"))
-        refuse(self.batch_size <= 0 or self.shard_tokens <= 0, "batch_size and shard_tokens must be positive")
+        refuse(not 0 < self.score_quantile <= 1, f"score_quantile={self.score_quantile}: must lie in (0, 1]")
+        refuse(self.attribution_batch_contexts <= 0,
+               f"attribution_batch_contexts={self.attribution_batch_contexts}: must be positive")
+        check_list("transfer_ks", self.transfer_ks)
         refuse(any(not 0 < k <= self.d_sae for k in self.transfer_ks),
                f"transfer_ks={self.transfer_ks} must lie in 1..d_sae")
-        refuse(self.hook_layer < 0, f"hook_layer={self.hook_layer} must be >= 0")
-        refuse(self.max_norm_ratio is not None and self.max_norm_ratio <= 1,
-               f"max_norm_ratio={self.max_norm_ratio} must be > 1 (or None)")
+        check_list("seeds", self.seeds)
+        refuse(any(s < 0 for s in self.seeds), f"seeds={list(self.seeds)}: each must be >= 0")
+        check_list("saebench_evals", self.saebench_evals)
+        unknown = [e for e in self.saebench_evals if e not in SAEBENCH_EVALS]
+        refuse(bool(unknown), f"saebench_evals={list(self.saebench_evals)}: unknown {unknown}; use {SAEBENCH_EVALS}")
+        refuse(self.eval_contexts is not None and self.eval_contexts <= 0,
+               f"eval_contexts={self.eval_contexts}: must be positive (or None: all held-out contexts)")
+        refuse(self.saebench_contexts is not None and self.saebench_contexts <= 0,
+               f"saebench_contexts={self.saebench_contexts}: must be positive (or None: eval_contexts)")
+        for name in ("probe_train", "probe_test", "probe_docs"):
+            refuse(getattr(self, name) <= 0, f"{name}={getattr(self, name)}: must be positive")
     except ValueError as e: raise ValueError(f"DMSAEConfig: {e}") from None
     return self
 
@@ -237,13 +359,12 @@ def _coerce(name, value):
     if isinstance(default, tuple) and isinstance(value, list): return tuple(value)
     return value
 
-def get_config(profile: str = "tiny", # `tiny`, `small` or `paper`
+def get_config(profile: str = "tiny", # `tiny`, `small`, `study` or `paper`
                **overrides) -> DMSAEConfig:
     "The profile's config with `overrides` applied and validated."
-    refuse(profile not in PROFILES, f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
-    known = {f.name for f in fields(DMSAEConfig)}
-    unknown = set(overrides) - known
-    refuse(bool(unknown), f"unknown config field(s) {sorted(unknown)}; valid fields: {sorted(known)}")
+    refuse(not isinstance(profile, str) or profile not in PROFILES,
+           f"DMSAEConfig: unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+    check_field_names(overrides)
     vals = {**PROFILES[profile], **{k: _coerce(k, v) for k, v in overrides.items()}}
     return DMSAEConfig(**vals).validate()
 
@@ -302,6 +423,10 @@ def regime_warnings(cfg: DMSAEConfig, # the run config
     return msgs
 
 # %% ../nbs/01_config.ipynb #a7e1c0d1
+def _disk_full(e: BaseException) -> bool:
+    "Whether `e` says the disk is full (an `OSError` ENOSPC, or a library's error wrapping one)."
+    return getattr(e, "errno", None) == errno.ENOSPC or any(s in str(e) for s in ("No space left", "os error 28"))
+
 def atomic_write(path, # the final file
                  write, # `write(tmp)` writes the whole content to the temporary path `tmp`
                 ) -> Path:
@@ -312,9 +437,25 @@ def atomic_write(path, # the final file
     try:
         write(tmp)
         os.replace(tmp, path)
+    except Exception as e:
+        if not _disk_full(e): raise
+        raise OSError(errno.ENOSPC, f"no space left on the disk holding {path.parent} while writing {path.name}: "
+                      "free space there (or point DMSAE_HOME / run_dir at a larger disk) and rerun; finished files "
+                      "are kept and the run resumes where it stopped") from e
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+# %% ../nbs/01_config.ipynb #d6080448
+def read_checked(path, # the file
+                 read, # `read(path)` returns its content
+                 fix: str, # what the user should do when it cannot be read
+                ):
+    "`read(path)`; a damaged file raises a `ValueError` naming it and `fix` (a missing one raises as `read` does)."
+    try: return read(path)
+    except FileNotFoundError: raise
+    except Exception as e:
+        raise ValueError(f"{path} is damaged and cannot be read ({type(e).__name__}: {e}); {fix}") from e
 
 # %% ../nbs/01_config.ipynb #5dcf4603
 def atomic_write_text(path, text: str) -> Path:
@@ -339,16 +480,31 @@ def save_config(cfg: DMSAEConfig, path) -> Path:
     "Write `cfg` as JSON (atomically)."
     return atomic_write_json(path, cfg.to_dict())
 
-def load_config(path) -> DMSAEConfig:
-    "Read a config from JSON or YAML; a YAML file may hold `profile:` and a `config:` mapping of overrides."
-    path = Path(path)
+def _read_config_file(path: Path) -> tuple:
+    "The profile and the overrides in a YAML (`profile:`, `config:`) or JSON (fields and `profile`) config file."
     text = path.read_text()
     if path.suffix in (".yaml", ".yml"):
         import yaml
-        d = yaml.safe_load(text) or {}
-        return get_config(d.get("profile", "tiny"), **(d.get("config") or {}))
-    d = json.loads(text)
-    return get_config(d.pop("profile", "tiny"), **d)
+        try: d = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e: raise ValueError(f"not valid YAML ({' '.join(str(e).split())})") from None
+        refuse(not isinstance(d, dict), f"holds a {type(d).__name__}, not a mapping with `profile:` and `config:`")
+        over = d.get("config") or {}
+        refuse(not isinstance(over, dict), f"config={over!r}: must be a mapping of field: value")
+        refuse("profile" in over, f"config: profile={over.get('profile')!r}: write `profile:` at the top level")
+        return d.get("profile", "tiny"), over
+    try: d = json.loads(text)
+    except json.JSONDecodeError as e: raise ValueError(f"not valid JSON ({e})") from None
+    refuse(not isinstance(d, dict), f"holds a {type(d).__name__}, not an object of field: value")
+    return d.pop("profile", "tiny"), d
+
+def load_config(path) -> DMSAEConfig:
+    "Read a config from JSON or YAML; a YAML file may hold `profile:` and a `config:` mapping of overrides."
+    path = Path(path)
+    try:
+        profile, over = _read_config_file(path)
+        check_field_names(over)
+        return get_config(profile, **over)
+    except ValueError as e: raise ValueError(f"DMSAEConfig: {path}: {str(e).removeprefix('DMSAEConfig: ')}") from None
 
 # %% ../nbs/01_config.ipynb #a7e1c0d7
 def config_hash(d: dict, n: int = 12) -> str:

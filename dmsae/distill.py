@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 import torch
 from safetensors.torch import save_file, load_file
-from .config import DMSAEConfig, resolve_path, save_config, atomic_write, atomic_write_json
+from .config import DMSAEConfig, resolve_path, save_config, atomic_write, atomic_write_json, read_checked
 from .data import Contexts
 from .activations import build_activation_cache
 from .train import train_sae
@@ -38,8 +38,11 @@ def load_core(path) -> tuple[torch.Tensor, list, dict]:
     if not path.exists():
         raise FileNotFoundError(f"no core at {path}; run `distill` first "
                                 "(or pass the path of a distilled_core.safetensors)")
-    meta = json.loads(path.with_suffix(".json").read_text())
-    return load_file(str(path))["W_enc"], meta.pop("ids"), meta
+    fix = f"delete {path} and {path.with_suffix('.json')} and rerun `distill`, which selects the core again"
+    meta = read_checked(path.with_suffix(".json"), lambda p: json.loads(p.read_text()), fix)
+    vec = read_checked(path, lambda p: load_file(str(p)), fix)["W_enc"]
+    if not torch.isfinite(vec).all(): raise ValueError(f"{path} holds NaN/inf vectors; {fix}")
+    return vec, meta.pop("ids"), meta
 
 # %% ../nbs/11_distill.ipynb #f4963dbb
 def random_core(c: int, # core size
@@ -130,7 +133,9 @@ class DistillResult:
 def _open_manifest(root: Path, key: dict) -> dict:
     "The manifest of the distillation in `root`, or a new one; another config's raises."
     man_p = root / "manifest.json"
-    man = json.loads(man_p.read_text()) if man_p.exists() else dict(config=key, finished=[], done=False)
+    fix = f"restore it, or delete {root} to start this distillation again"
+    man = read_checked(man_p, lambda p: json.loads(p.read_text()), fix) if man_p.exists() else \
+        dict(config=key, finished=[], done=False)
     if man["config"] != key:
         raise ValueError(f"{root} holds a distillation with another config; use another run_dir or delete {root}")
     return man
@@ -215,7 +220,7 @@ def _train_transfer(cfg: DMSAEConfig, train, folder: Path, m: str, k: int, seed:
     t0 = time.time()
     sae, hist = train_sae(cfg.replace(k=k, seed=seed), train, folder, resume=True, progress=progress, **kw)
     last = hist[-1] if hist else {}
-    rec = dict(method=m, k=k, seed=seed, n_core=sae.n_core, steps=kw["n_steps"], folder=str(folder),
+    rec = dict(method=m, k=k, seed=seed, n_core=sae.n_core, steps=kw["n_steps"], folder=f"transfer/{folder.name}",
                fvu=last.get("fvu"), l0=last.get("l0"), l0_core=last.get("l0_core"), dead_frac=last.get("dead_frac"),
                seconds=round(time.time() - t0, 1))
     if is_main(): atomic_write_json(folder / "transfer.json", rec)

@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from fastcore.basics import patch
 from .config import (refuse, check_choice, check_k, check_group_fractions, CORE_BUDGETS, CORE_ACTS,
-                          atomic_write, atomic_write_text, atomic_write_json)
+                          atomic_write, atomic_write_text, atomic_write_json, read_checked)
 from .distributed import batch_group
 
 # %% auto #0
@@ -551,8 +551,9 @@ def load_sae(path, # folder written by `save_sae`
     path = Path(path)
     if not (path / "dmsae.json").exists():
         raise FileNotFoundError(f"{path} has no dmsae.json; is it a folder written by save_sae?")
-    ours = json.loads((path / "dmsae.json").read_text())
-    w = load_file(str(path / "sae_weights.safetensors"))
+    fix = f"delete the folder {path} and rerun the stage that wrote it (distill or transfer retrains only this SAE)"
+    ours = read_checked(path / "dmsae.json", lambda p: json.loads(p.read_text()), fix)
+    w = read_checked(path / "sae_weights.safetensors", lambda p: load_file(str(p)), fix)
     n_core = ours["sae"]["n_core"]
     sae = SAE.from_cfg(ours["sae"], core_W_enc=w["W_enc"][:, :n_core].t() if n_core else None)
     with torch.no_grad():

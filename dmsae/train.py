@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable
 import torch
 from torch.profiler import record_function
-from .config import DMSAEConfig, get_config, refuse, atomic_write, regime_warnings
+from .config import DMSAEConfig, get_config, refuse, atomic_write, read_checked, regime_warnings
 from .sae import SAE, save_sae, load_sae, check_core
 from .distributed import rank_world, is_main, barrier, all_reduce
 
@@ -126,7 +126,8 @@ def save_checkpoint(path, # file to write (atomically)
 
 def load_checkpoint(path) -> dict:
     "Read a checkpoint written by `save_checkpoint`."
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return read_checked(Path(path), lambda p: torch.load(p, map_location="cpu", weights_only=False),
+                        f"delete {path} to restart this training from its first step (nothing else is lost)")
 
 # %% ../nbs/08_train.ipynb #59a1b107
 class _Stream:

@@ -184,3 +184,56 @@ def test_cli_cache_under_torchrun(runs):
         b = home / "activations" / a.name
         for f in a.glob("shard_*"): assert f.read_bytes() == (b / f.name).read_bytes(), f"{split}/{f.name} differs"
         assert json.loads((b / "manifest.json").read_text())["complete"]
+
+
+RESUME = r'''
+import sys, torch
+from pathlib import Path
+from dmsae.distributed import init_distributed
+rank, world, device = init_distributed("cpu")
+torch.set_num_threads(1)
+from dmsae.config import get_config
+from dmsae.train import TensorSource, train_sae
+g = torch.Generator().manual_seed(0)
+x = torch.randn(4096, 24, generator=g) + 0.3
+c = get_config("tiny", d_sae=192, k=4, batch_size=128, group_fractions=(1/8, 1/4), warmup_steps=5, lr=2e-3,
+               dead_tokens=256, checkpoint_every=4, seed=1)
+out = Path(sys.argv[1])
+sae, hist = train_sae(c, TensorSource(x), out / "sae", n_steps=400, progress=False)
+if rank == 0: torch.save({k: v.clone() for k, v in sae.state_dict().items()}, out / "state.pt")
+'''
+
+
+def _start(cmd, out, tmp):
+    "Start the resume worker with `cmd`."
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+    return subprocess.Popen(cmd + [str(tmp / "resume.py"), str(out)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("first,then", [(2, 1), (1, 2)])
+def test_training_killed_under_one_world_size_resumes_under_another(tmp_path, first, then):
+    """Kill a training mid-way (SIGKILL to every process) under `first` processes, resume it under `then`: the result
+    equals the uninterrupted single-process run within float summation tolerance (every rank streams the same global
+    batches and takes its slice, so the data order does not depend on the number of processes)."""
+    import signal, torch
+    (tmp_path / "resume.py").write_text(RESUME)
+    cmd = {1: [sys.executable], 2: TORCHRUN + ["--nproc_per_node", "2", "--standalone"]}
+    ref = _start(cmd[1], tmp_path / "ref", tmp_path)
+    assert ref.wait(timeout=600) == 0, ref.stderr.read()[-3000:]
+    p, ckpt = _start(cmd[first], tmp_path / "run", tmp_path), tmp_path / "run" / "sae" / "checkpoint.pt"
+    t0 = time.time()
+    while not ckpt.exists() and p.poll() is None and time.time() - t0 < 300: time.sleep(0.01)
+    import psutil                                  # torchrun's workers live in their own groups: kill the whole tree
+    procs = psutil.Process(p.pid).children(recursive=True) + [psutil.Process(p.pid)]
+    for q in procs: q.send_signal(signal.SIGKILL)
+    psutil.wait_procs(procs, timeout=30)
+    p.wait()
+    assert ckpt.exists() and not (tmp_path / "run" / "state.pt").exists(), "the training ended before the kill"
+    step = torch.load(ckpt, weights_only=False)["step"]
+    r = _start(cmd[then], tmp_path / "run", tmp_path)
+    assert r.wait(timeout=600) == 0, r.stderr.read()[-3000:]
+    a, b = (torch.load(tmp_path / d / "state.pt") for d in ("ref", "run"))
+    diff = max(float((a[k].double() - b[k].double()).abs().max()) for k in ("W_enc", "W_dec", "b_enc", "b_dec"))
+    print(f"killed at step {step} of 400 under {first} process(es), resumed under {then}: max |dw| = {diff:.1e}")
+    assert 0 < step < 400 and diff < 1e-4
