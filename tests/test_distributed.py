@@ -211,7 +211,7 @@ def _start(cmd, out, tmp):
                             stderr=subprocess.PIPE, text=True)
 
 
-@pytest.mark.parametrize("first,then", [(2, 1), (1, 2)])
+@pytest.mark.parametrize("first,then", [(2, 2), (2, 1), (1, 2)])
 def test_training_killed_under_one_world_size_resumes_under_another(tmp_path, first, then):
     """Kill a training mid-way (SIGKILL to every process) under `first` processes, resume it under `then`: the result
     equals the uninterrupted single-process run within float summation tolerance (every rank streams the same global
