@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_activations.ipynb #ebb37f47
 from __future__ import annotations
-import fcntl, json, os, time, warnings
+import json, os, time, warnings
 from pathlib import Path
 from typing import Iterator
 import numpy as np, torch
@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from .config import DMSAEConfig, LATE_FIELDS, dmsae_home, config_hash, atomic_write, atomic_write_json
 from .config import sha256_file
 from .data import Contexts, iter_documents, make_contexts, read_manifest
-from .distributed import rank_world, barrier, broadcast_object, gather_objects, all_reduce
+from .distributed import rank_world, barrier, broadcast_object, gather_objects, all_reduce, folder_lock
 
 # %% auto #0
 __all__ = ['CacheError', 'CacheWriter', 'ActivationCache', 'sink_rows', 'corpus_fingerprint', 'cache_key', 'cache_dir',
@@ -470,6 +470,5 @@ def build_activation_cache(cfg: DMSAEConfig, # model, hook, corpus, token counts
     "Build (or resume, or just open) the activation cache of one split; builders of the same cache take turns."
     root = cache_dir(cfg, split)
     root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "a") as lock:  # "a": taking the lock never touches the file
-        if rank_world()[0] == 0: fcntl.flock(lock, fcntl.LOCK_EX)  # another process waits here, then finds the cache
+    with folder_lock(root / ".lock"):   # another process waits here, then finds the cache
         return _build(cfg, split, lm, progress, root)

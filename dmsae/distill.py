@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_distill.ipynb #c12a5ab5
 from __future__ import annotations
-import fcntl, json, time
+import json, time
 from dataclasses import dataclass
 from pathlib import Path
 import torch
@@ -13,7 +13,7 @@ from .config import DMSAEConfig, resolve_path, save_config, atomic_write, atomic
 from .data import Contexts
 from .activations import build_activation_cache
 from .train import train_sae
-from .distributed import is_main, barrier
+from .distributed import is_main, barrier, folder_lock
 from .attribution import attribute, Attribution
 from .selection import select_core, candidate_ids, jaccard
 
@@ -188,8 +188,7 @@ def distill(cfg: DMSAEConfig, # run config (profile + overrides)
     "Cycle 0 (plain Matryoshka) and cycles 1..n_cycles with the selected core frozen in; resumable."
     root = resolve_path(run_dir or cfg.run_dir) / "distill"
     root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "a") as lock:
-        if is_main(): fcntl.flock(lock, fcntl.LOCK_EX)  # a second process on the same run waits, then finds it finished
+    with folder_lock(root / ".lock"):                 # a second process on the same run waits, then finds it finished
         return _distill(cfg, lm, root, progress)      # (the ranks of one torchrun job work together; rank 0 writes)
 
 # %% ../nbs/11_distill.ipynb #c3bd5b73
@@ -248,8 +247,7 @@ def transfer(cfg: DMSAEConfig, # run config: `transfer_ks`, `seeds`
     out = []
     root.mkdir(parents=True, exist_ok=True)
     # a second process (e.g. the next papermill stage) waits, then finds every SAE finished
-    with open(root / ".transfer.lock", "a") as lock:
-        if is_main(): fcntl.flock(lock, fcntl.LOCK_EX)
+    with folder_lock(root / ".transfer.lock"):
         for seed, k, m in _grid(methods, ks, seeds, cm_ks):
             kw = _method_kwargs(m, core, core_ids, base_steps, cfg.n_cycles, seed)
             folder = root / "transfer" / f"{m}_k{k}_s{seed}"

@@ -4,14 +4,16 @@
 
 # %% ../nbs/02_distributed.ipynb #85a28222
 from __future__ import annotations
-import datetime, os, pickle, tempfile
+import datetime, fcntl, os, pickle, tempfile
+from contextlib import contextmanager
+from pathlib import Path
 import torch
 import torch.distributed as dist
 
 # %% auto #0
-__all__ = ['rank_world', 'is_main', 'barrier', 'resolve_device', 'init_distributed', 'split_range', 'all_reduce',
-           'all_gather_cat', 'broadcast_object', 'gather_objects', 'global_kth_largest', 'run_local',
-           'BatchGroup', 'DistributedBatchGroup', 'batch_group']
+__all__ = ['rank_world', 'is_main', 'barrier', 'folder_lock', 'resolve_device', 'init_distributed', 'split_range',
+           'all_reduce', 'all_gather_cat', 'broadcast_object', 'gather_objects', 'global_kth_largest',
+           'run_local', 'BatchGroup', 'DistributedBatchGroup', 'batch_group']
 
 # %% ../nbs/02_distributed.ipynb #0edce8c5
 def rank_world() -> tuple[int, int]:
@@ -26,6 +28,17 @@ def is_main() -> bool:
 def barrier():
     "Wait for every rank (no-op in a single process)."
     if rank_world()[1] > 1: dist.barrier()
+
+# %% ../nbs/02_distributed.ipynb #70d377f6
+@contextmanager
+def folder_lock(path, # the lock file (created empty; opened in append mode, so taking the lock never changes it)
+               ):
+    "Hold an exclusive `flock` on `path` (rank 0 only) while the block runs."
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        if is_main(): fcntl.flock(f, fcntl.LOCK_EX)
+        yield
 
 # %% ../nbs/02_distributed.ipynb #eea0518e
 def resolve_device(device: str = "auto", # `auto`, `cpu`, `cuda`, `cuda:1`, ...

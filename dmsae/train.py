@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_train.ipynb #efc3714d
 from __future__ import annotations
-import copy, csv, hashlib, json, math, os, warnings
+import contextlib, copy, csv, hashlib, json, math, os, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -12,7 +12,7 @@ import torch
 from torch.profiler import record_function
 from .config import DMSAEConfig, get_config, refuse, atomic_write, read_checked, regime_warnings
 from .sae import SAE, save_sae, load_sae, check_core
-from .distributed import rank_world, is_main, barrier, all_reduce
+from .distributed import rank_world, is_main, barrier, all_reduce, folder_lock
 
 # %% auto #0
 __all__ = ['CKPT_NAME', 'TensorSource', 'input_scale', 'geometric_median', 'default_lr', 'lr_factor',
@@ -435,21 +435,24 @@ def train_sae(cfg: DMSAEConfig, # run config
     log_every = log_every or max(1, n_steps // 50)
     sae_kwargs = dict(sae_kwargs or {})
     run_key = _run_key(cfg, n_steps, core, d, dense, sae_kwargs)
-    done = _finished_run(out_dir, run_key, cfg.device) if resume else None
-    if done is not None: return done, done.history
-    if is_main():                                   # the regime this training really runs (steps, SAE options)
-        opts = {key: v for key, v in sae_kwargs.items() if key in ("core_act", "core_budget", "dead_tokens")}
-        regime_warnings(cfg.replace(train_steps=n_steps, **opts), n_core=0 if core is None else len(core))
-    state = _open(cfg, source, out_dir, n_steps, core, core_ids, sae_kwargs, resume, dense=dense, run_key=run_key)
-    bar = tqdm(total=n_steps, initial=state.step, disable=not progress or rank > 0,
-               desc=f"SAE F={cfg.d_sae} k={cfg.k} core={state.sae.n_core}")
-    while state.step < n_steps:
-        stat = train_step(state, state.stream.next())
-        row = _log_step(state, stat, log_every, n_steps, B)
-        if row: bar.set_postfix(fvu=f"{row['fvu']:.3f}", l0=f"{row['l0']:.1f}", dead=f"{row['dead_frac']:.2f}")
-        bar.update(1)
-        if state.step % cfg.checkpoint_every == 0 and state.step < n_steps and is_main():
-            _save_state(state, out_dir / CKPT_NAME)
-        if callback is not None: callback(state.step, state.sae)
-    bar.close()
-    return _finish(state, cfg, out_dir, n_steps, keep_checkpoint), state.history
+    # resumable runs (the pipeline's) take turns on a folder: a second trainer waits, then finds the run finished
+    with folder_lock(out_dir / ".lock") if resume else contextlib.nullcontext():
+        done = _finished_run(out_dir, run_key, cfg.device) if resume else None
+        if done is not None: return done, done.history
+        if is_main():                                   # the regime this training really runs (steps, SAE options)
+            opts = {key: v for key, v in sae_kwargs.items() if key in ("core_act", "core_budget", "dead_tokens")}
+            regime_warnings(cfg.replace(train_steps=n_steps, **opts), n_core=0 if core is None else len(core))
+        state = _open(cfg, source, out_dir, n_steps, core, core_ids, sae_kwargs, resume, dense=dense, run_key=run_key)
+        bar = tqdm(total=n_steps, initial=state.step, disable=not progress or rank > 0,
+                   desc=f"SAE F={cfg.d_sae} k={cfg.k} core={state.sae.n_core}")
+        while state.step < n_steps:
+            stat = train_step(state, state.stream.next())
+            row = _log_step(state, stat, log_every, n_steps, B)
+            if row:
+                bar.set_postfix(fvu=f"{row['fvu']:.3f}", l0=f"{row['l0']:.1f}", dead=f"{row['dead_frac']:.2f}")
+            bar.update(1)
+            if state.step % cfg.checkpoint_every == 0 and state.step < n_steps and is_main():
+                _save_state(state, out_dir / CKPT_NAME)
+            if callback is not None: callback(state.step, state.sae)
+        bar.close()
+        return _finish(state, cfg, out_dir, n_steps, keep_checkpoint), state.history

@@ -199,7 +199,7 @@ x = torch.randn(4096, 24, generator=g) + 0.3
 c = get_config("tiny", d_sae=192, k=4, batch_size=128, group_fractions=(1/8, 1/4), warmup_steps=5, lr=2e-3,
                dead_tokens=256, checkpoint_every=4, seed=1)
 out = Path(sys.argv[1])
-sae, hist = train_sae(c, TensorSource(x), out / "sae", n_steps=400, progress=False)
+sae, hist = train_sae(c, TensorSource(x), out / "sae", n_steps=400, progress=False, resume=True)
 if rank == 0: torch.save({k: v.clone() for k, v in sae.state_dict().items()}, out / "state.pt")
 '''
 
