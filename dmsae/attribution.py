@@ -16,8 +16,8 @@ from .distributed import rank_world, split_range, all_reduce, all_gather_cat, br
 from .heldout import score_mask, heldout_batches, spliced_loss
 
 # %% auto #0
-__all__ = ['candidate_latents', 'splice_and_score', 'Attribution', 'AttributionSums', 'check_heldout', 'attribute',
-           'clean_loss']
+__all__ = ['NONFINITE_CAUSES', 'candidate_latents', 'splice_and_score', 'Attribution', 'AttributionSums',
+           'check_heldout', 'attribute', 'clean_loss']
 
 # %% ../nbs/09_attribution.ipynb #d1517707
 def candidate_latents(sae, # an `SAE`
@@ -91,15 +91,17 @@ class Attribution:
         return cls(mean_abs=t["mean_abs"], signed=t["signed"], quantile=t.get("quantile"), freq=t["freq"], **meta)
 
 # %% ../nbs/09_attribution.ipynb #aa0a4730
+NONFINITE_CAUSES = ("the held-out cache holds NaN/inf rows (a cache_dtype too narrow for this model's activations, "
+                    "e.g. float16 above 65,504: rebuild with cache_dtype='bfloat16'), the language model overflows "
+                    "in model_dtype (try float32), or the SAE's weights are not finite")   # also `check_finite`'s
+
 @patch
 def check(self: Attribution) -> Attribution:
     "`self` if its scores and losses are finite; else a `ValueError` naming where NaN/inf usually come from."
     vals = [self.mean_abs, self.signed, torch.tensor([self.loss_spliced, self.loss_clean])]
     if all(torch.isfinite(v).all() for v in vals): return self
     raise ValueError(f"the attribution is not finite (spliced loss {self.loss_spliced}, clean loss {self.loss_clean}): "
-                     "the held-out cache holds NaN/inf rows (a cache_dtype too narrow for this model's activations, "
-                     "e.g. float16 above 65,504: rebuild with cache_dtype='bfloat16'), the language model overflows "
-                     "in model_dtype (try float32), or the SAE's weights are not finite")
+                     + NONFINITE_CAUSES)
 
 # %% ../nbs/09_attribution.ipynb #74caee24
 class AttributionSums:

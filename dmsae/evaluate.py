@@ -15,6 +15,7 @@ from .data import Contexts
 from .model import LM, load_lm
 from .activations import build_activation_cache
 from .heldout import score_mask, heldout_batches, spliced_loss
+from .attribution import NONFINITE_CAUSES
 from .sae import load_sae
 
 # %% auto #0
@@ -428,11 +429,8 @@ def check_finite(rows: list[dict], # rows of `evaluate_sae`
     for r in rows:
         bad = [m for m in FINITE_METRICS if m in r and not math.isfinite(r[m])]
         if not bad: continue
-        raise ValueError(f"evaluating {where} (level {r['level']}): {bad[0]} = {r[bad[0]]}. Non-finite values come "
-                         "from the held-out cache (NaN/inf rows: a cache_dtype too narrow for the model, e.g. float16 "
-                         "above 65,504; rebuild with cache_dtype='bfloat16'), from the model in model_dtype (try "
-                         "float32), or from the SAE's weights; ce_recovered also needs the zero ablation to change "
-                         "the loss")
+        raise ValueError(f"evaluating {where} (level {r['level']}): {bad[0]} = {r[bad[0]]}. Likely causes: "
+                         f"{NONFINITE_CAUSES}; ce_recovered also needs the zero ablation to change the loss")
     return rows
 
 # %% ../nbs/12_evaluate.ipynb #80879b63
