@@ -10,7 +10,7 @@ from .distributed import init_distributed, is_main
 
 # %% auto #0
 __all__ = ['DISTRIBUTED', 'config_from_args', 'cmd_corpus', 'cmd_model', 'cmd_setup', 'cmd_cache', 'cmd_distill',
-           'cmd_transfer', 'cmd_evaluate', 'cmd_info', 'main']
+           'cmd_transfer', 'cmd_evaluate', 'cmd_info', 'cmd_dashboards', 'main']
 
 # %% ../nbs/19_cli.ipynb #20251192
 def _value(s: str, # the text after `FIELD=`
@@ -121,6 +121,24 @@ def cmd_info(a):
     cfg = config_from_args(a)
     print(json.dumps(dict(home=str(dmsae_home()), hook=cfg.hook_name, **cfg.to_dict(), regime=regime(cfg)), indent=2))
 
+# %% ../nbs/19_cli.ipynb #f1b4cedb
+def cmd_dashboards(a):
+    "Write the latent pages of a run (`write_dashboards`), or with `--latent` one latent's page (`latent_html`)."
+    from pathlib import Path
+    from dmsae.config import atomic_write_text
+    from dmsae.dashboards import latent_html, write_dashboards
+    cfg = config_from_args(a)
+    run = resolve_path(cfg.run_dir)
+    if a.latent is None:
+        out = Path(a.out) if a.out else run / "latents"
+        rows = write_dashboards(run, cfg, out=out)
+        print(f"{len(rows)} latent pages; open {out / 'index.html'}")
+        return
+    sae = a.sae or f"dmsae_k{cfg.k}_s{cfg.seeds[0]}"
+    path = Path(a.out) if a.out else run / "latents" / f"{sae}_{a.latent}.html"
+    atomic_write_text(path, latent_html(run / "transfer" / sae, a.latent, cfg))
+    print(f"open {path}")
+
 # %% ../nbs/19_cli.ipynb #6f504a04
 DISTRIBUTED = ("cache", "distill", "transfer")   # the commands that run on several processes under torchrun
 
@@ -155,6 +173,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="calibrate each threshold to this held-out L0 first (`k`: each SAE's k)")
     e.add_argument("--saebench", action="store_true", help="also SAEBench's core eval (TransformerLens bridge)")
     e.add_argument("--probing", action="store_true", help="also the probing evals (sparse probing, TPP)")
+    d = add("dashboards", cmd_dashboards, "write the latent pages of a run (index + one page per latent)")
+    d.add_argument("--out", default=None, help="output folder, or the page file with --latent (default: run/latents)")
+    d.add_argument("--latent", type=int, default=None, help="only this latent's page")
+    d.add_argument("--sae", default=None, help="with --latent: the SAE folder under transfer/ (default: dmsae_k{k}_s0)")
     add("info", cmd_info, "print the resolved config")
     return p
 
@@ -166,7 +188,7 @@ def main(argv=None):
         if a.cmd in DISTRIBUTED and int(os.environ.get("WORLD_SIZE", "1")) > 1:
             init_distributed(config_from_args(a).device)   # under torchrun: join the group (NCCL on CUDA, else gloo)
         a.fn(a)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
+    except (ValueError, FileNotFoundError, IndexError, RuntimeError) as e:
         print(f"dmsae {a.cmd}: error: {e}", file=sys.stderr)
         sys.exit(2)
 

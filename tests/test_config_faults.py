@@ -102,6 +102,7 @@ BAD_VALUES = {
                                 st.lists(other_text(*SAEBENCH_EVALS), min_size=1, max_size=2)),
     "eval_contexts": below(0), "saebench_contexts": below(0),
     "probe_train": below(0), "probe_test": below(0), "probe_docs": below(0), "run_dir": blank,
+    "dash_core": below(0), "dash_sample": below(-1), "dash_top": below(0), "dash_contexts": below(0),
 }
 
 def test_saebench_evals_are_those_the_project_runs():
@@ -153,6 +154,8 @@ GOOD_VALUES = {
     "saebench_evals": st.lists(st.sampled_from(SAEBENCH_EVALS), min_size=1, max_size=3, unique=True),
     "eval_contexts": st.none() | pos(), "saebench_contexts": st.none() | pos(),
     "probe_train": pos(10**4), "probe_test": pos(10**4), "probe_docs": pos(10**4), "run_dir": text,
+    "dash_core": pos(10**4), "dash_sample": st.integers(0, 10**4), "dash_top": pos(100),
+    "dash_contexts": st.none() | pos(),
 }
 
 def test_every_field_has_valid_values():

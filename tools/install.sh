@@ -10,6 +10,20 @@ VENV=${VENV:-.venv}
 stamp="$VENV/.dmsae-install-stamp"
 lock=pins/constraints.txt
 [ -f "$lock" ] || { echo "[install] missing lock file $lock" >&2; exit 1; }
+# 0. a headless browser for the dashboard test (tests/test_dashboards.py): Debian's chromium and its driver, where
+#    the platform allows (root and apt-get; checked on every run, cheap once installed); elsewhere that test skips and
+#    names this command. Debian replaces chromium in place with security updates; it draws pages, it makes no number.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  apt="apt-get install -y -q --no-install-recommends chromium chromium-driver"
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "[install] chromium + chromium-driver (apt-get) for the browser test"
+    export DEBIAN_FRONTEND=noninteractive
+    $apt >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && $apt >/dev/null 2>&1; } ||
+      echo "[install] could not install chromium: the browser test will skip (as root: $apt)"
+  else
+    echo "[install] no chromium: the browser test will skip (as root: $apt)"
+  fi
+fi
 want=$(cat tools/install.sh settings.ini setup.py "$lock" 2>/dev/null | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$VENV/bin/python" ]; then
   echo "[install] .venv is up to date (stamp $want): nothing to install"; exit 0
@@ -24,7 +38,7 @@ $pip install -c "$lock" "torch==2.13.0"
 $pip install -c "$lock" "numpy<2" "pyarrow<26" "pandas<3" "datasets>=3,<4" "sae-lens>=6.28,<7" \
   transformers gguf safetensors matplotlib jupyterlab papermill ipykernel tqdm pyyaml pytest tabulate \
   "nbdev==2.4.14" "fastcore>=1.12.3,<1.13" "execnb<0.2" "fastgit<0.1.4" scikit-learn \
-  "ruff==0.17.6" "hypothesis==6.170.15"
+  "ruff==0.17.6" "hypothesis==6.170.15" "selenium==4.50.0"
 # 2b. nbdev 2.4.14 wraps a generated `__all__` at 120 characters before it prefixes `__all__ = `, so that line can reach
 #     130; wrap at 110 so every generated line stays within ruff.toml's 120 (idempotent).
 "$VENV/bin/python" - <<'PY'
