@@ -87,19 +87,20 @@ def cmd_transfer(a):
     for r in transfer(config_from_args(a), core_path=a.core, methods=a.methods):
         if is_main(): print(_transfer_line(r))
 
-# %% ../nbs/19_cli.ipynb #ab862088
+# %% ../nbs/19_cli.ipynb #17fd486c
 def _eval_line(r: dict) -> str:
     "One line per evaluated SAE (its full level)."
     nan = float("nan")
     return (f"{r['path']:40s} L0={r['l0']:7.2f} FVU={r['fvu']:.4f} CE recovered={r.get('ce_recovered', nan):.4f}"
             f" KL={r.get('kl_spliced', nan):.4f}")
 
+# %% ../nbs/19_cli.ipynb #d7614343
 def cmd_evaluate(a):
     "Evaluate every SAE of a run: our metrics (optionally at equal L0), SAEBench `core`, probing."
     from dmsae.evaluate import evaluate_run
     cfg = config_from_args(a)
     run = resolve_path(cfg.run_dir) / a.folder
-    if not run.exists(): raise SystemExit(f"no folder {run}: run `dmsae distill` and `dmsae transfer` first")
+    if not run.exists(): raise FileNotFoundError(f"no folder {run}: run `dmsae distill` and `dmsae transfer` first")
     tgt = None if a.target_l0 is None else (a.target_l0 if a.target_l0 == "k" else float(a.target_l0))
     out = "eval" if tgt is None else f"eval_at_{a.target_l0}"
     rows = evaluate_run(run, cfg, out=out, target_l0=tgt, levels=False, n_contexts=cfg.eval_contexts)

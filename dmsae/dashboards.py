@@ -234,13 +234,17 @@ def check_fits(sae: SAE, # the SAE
                          f"{held.root} holds {want[0]} (layer {want[1]}, width {want[2]}): pass the run's own config "
                          "(`dmsae.evaluate.run_config(folder)`) so the matching cache is built")
 
-def check_latents(sae: SAE, cols, where):
+# %% ../nbs/16_dashboards.ipynb #35936210
+def check_latents(sae: SAE, # the SAE
+                  cols, # latents asked for
+                  where, # the SAE folder (for the message)
+                 ):
     "An `IndexError` naming the range when a latent of `cols` is not one of the SAE's."
     bad = [c for c in cols if not 0 <= int(c) < sae.cfg.d_sae]
     if bad: raise IndexError(f"latent {bad[0]} is out of range: the SAE in {where} has {sae.cfg.d_sae} latents "
                              f"(0..{sae.cfg.d_sae - 1})")
 
-# %% ../nbs/16_dashboards.ipynb #3dbd858f
+# %% ../nbs/16_dashboards.ipynb #21df0690
 STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:1.5em auto;max-width:70em;color:#222}
 table{border-collapse:collapse}td,th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}
@@ -253,7 +257,7 @@ th{cursor:pointer;background:#f4f4f4}.num{text-align:right;font-variant-numeric:
 .cols{display:flex;gap:2em;flex-wrap:wrap}
 """
 
-# %% ../nbs/16_dashboards.ipynb #487876f2
+# %% ../nbs/16_dashboards.ipynb #6703e95c
 LATENT_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{{ p.title }}</title><style>{{ style }}</style></head><body>
 <p><a href="index.html">all latents</a></p>
@@ -307,7 +311,7 @@ activation (non-zero; tallest bar {{ p.hist.peak }} tokens)</text>
 </body></html>
 """
 
-# %% ../nbs/16_dashboards.ipynb #cca04c1a
+# %% ../nbs/16_dashboards.ipynb #8906a08e
 INDEX_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title><style>{{ style }}</style></head><body>
 <h1>{{ title }}</h1>
@@ -335,14 +339,14 @@ document.querySelectorAll("#latents th").forEach((th, i) => th.addEventListener(
 </body></html>
 """
 
-# %% ../nbs/16_dashboards.ipynb #8557b6bf
+# %% ../nbs/16_dashboards.ipynb #118036cb
 def render(template: str, # a Jinja template (`LATENT_PAGE`, `INDEX_PAGE`)
            **fields) -> str:
     "The template filled in, every value HTML-escaped; a field the template names but `fields` lacks is an error."
     env = Environment(autoescape=True, undefined=StrictUndefined, keep_trailing_newline=True)
     return env.from_string(template).render(style=STYLE, **fields)
 
-# %% ../nbs/16_dashboards.ipynb #a23682d0
+# %% ../nbs/16_dashboards.ipynb #d371f8e1
 def histogram(vals: np.ndarray, # non-zero activations of one latent
               bins: int = 30, # equal bins between the smallest and the largest
               width: int = 360, # SVG width (px)
@@ -357,7 +361,7 @@ def histogram(vals: np.ndarray, # non-zero activations of one latent
             for i, c in enumerate(counts.tolist())]
     return dict(bars=bars, lo=float(edges[0]), hi=float(edges[-1]), peak=peak, width=width, height=height)
 
-# %% ../nbs/16_dashboards.ipynb #32483e9d
+# %% ../nbs/16_dashboards.ipynb #eeafd939
 def latent_page(scan: Scan, # the scan of the latent's SAE
                 j: int, # the latent's position in the scan
                 tokens: Contexts, # the held-out contexts (tokens, sources, document ids)
@@ -383,7 +387,7 @@ def latent_page(scan: Scan, # the scan of the latent's SAE
                 max_act=big, hist=histogram(vals), sections=sections,
                 top_tokens=[w for w, _ in top_words.most_common(3)], **out_tokens)
 
-# %% ../nbs/16_dashboards.ipynb #ef91b9fa
+# %% ../nbs/16_dashboards.ipynb #5439016c
 def _example_text(page: dict, n: int = 60) -> str:
     "The first top example as one Markdown-safe line, the example token in bold, at most about `n` characters."
     if not page["sections"][0][1]: return ""
@@ -396,7 +400,7 @@ def _example_text(page: dict, n: int = 60) -> str:
     pad = " " if here[:1].isspace() else ""
     return f"…{before}{pad}**{here.strip() or '␣'}**{after}…"
 
-# %% ../nbs/16_dashboards.ipynb #bcd38a1e
+# %% ../nbs/16_dashboards.ipynb #a4bdf6b4
 INDEX_COLS = [dict(key="latent", name="latent", num=True, fmt=None),
               dict(key="sae", name="SAE", num=False, fmt=None), dict(key="group", name="group", num=False, fmt=None),
               dict(key="entered", name="entered core (cycle)", num=True, fmt=None),
@@ -406,6 +410,7 @@ INDEX_COLS = [dict(key="latent", name="latent", num=True, fmt=None),
               dict(key="top_tokens", name="top tokens", num=False, fmt=None),
               dict(key="promoted", name="promotes", num=False, fmt=None)]
 
+# %% ../nbs/16_dashboards.ipynb #1edea075
 def _row(group: str, sae_name: str, col: int, page: dict, core: dict | None, file: str) -> dict:
     "One line of the index: what the table, the CSV and the README show of a page."
     q = lambda ts: " ".join(repr(t) for t in ts)
@@ -415,7 +420,7 @@ def _row(group: str, sae_name: str, col: int, page: dict, core: dict | None, fil
                 max_act=page["max_act"], top_tokens=q(page["top_tokens"]),
                 promoted=q(t for t, _ in page["promoted"][:3]), example=_example_text(page), page=file)
 
-# %% ../nbs/16_dashboards.ipynb #69bc71e8
+# %% ../nbs/16_dashboards.ipynb #be9e1bec
 def _sae_pages(folder: Path, cols: list, group: str, held, toks: Contexts, lm: LM, cfg: DMSAEConfig, hist: dict,
                progress: bool) -> list[tuple[int, dict, dict | None]]:
     "`(col, page, core record)` for latents `cols` of the SAE in `folder`."
@@ -438,7 +443,7 @@ def _sae_pages(folder: Path, cols: list, group: str, held, toks: Contexts, lm: L
         out.append((c, dict(page, group=group, sae=folder.name, title=title, core=core), core))
     return out
 
-# %% ../nbs/16_dashboards.ipynb #04da826c
+# %% ../nbs/16_dashboards.ipynb #42719976
 def _twin_pages(pages: list, run_dir: Path, names: dict):
     "Add to each page its twins in every other SAE of the run, linked when the twin has a page too."
     saes = {p.relative_to(run_dir / "transfer").as_posix(): load_sae(p).W_dec for p in find_saes(run_dir / "transfer")}
@@ -447,7 +452,7 @@ def _twin_pages(pages: list, run_dir: Path, names: dict):
         found = twins(saes[folder.name][col:col + 1], others)[0]
         page["twins"] = [dict(t, page=names.get((t["sae"], t["latent"]), "")) for t in found]
 
-# %% ../nbs/16_dashboards.ipynb #f70e75f0
+# %% ../nbs/16_dashboards.ipynb #e84928db
 def write_dashboards(run_dir, # a run directory with `distill/` and `transfer/`
                      cfg: DMSAEConfig, # its config (held-out cache, `k`, `seeds`, `dash_*`)
                      lm: LM | None = None, # the language model (loaded from `cfg` when None)
@@ -482,7 +487,7 @@ def write_dashboards(run_dir, # a run directory with `distill/` and `transfer/`
     atomic_write_text(out / "core_top.md", to_markdown(core, cols))
     return rows
 
-# %% ../nbs/16_dashboards.ipynb #3d4560e2
+# %% ../nbs/16_dashboards.ipynb #bc98ee10
 def latent_html(folder, # an SAE folder of a run: `<run>/transfer/<name>`
                 latent: int, # the latent
                 cfg: DMSAEConfig, # the run's config (held-out cache, `dash_top`)

@@ -303,7 +303,7 @@ def l0_threshold(sae, # an `SAE` (raw units)
     if m >= len(top): return 0.0, fixed / N
     return float(top[m - 1] + top[m]) / 2, fixed / N
 
-# %% ../nbs/12_evaluate.ipynb #d2b8c2a1
+# %% ../nbs/12_evaluate.ipynb #a02aa56b
 SAE_DIR_RE = re.compile(r"^(?P<method>.+)_k(?P<k>\d+)_s(?P<seed>\d+)$")
 
 def find_saes(run_dir, # a run directory
@@ -311,6 +311,7 @@ def find_saes(run_dir, # a run directory
     "Every folder under `run_dir` holding a finished SAE (`dmsae.json`, written last by `save_sae`), sorted."
     return sorted({p.parent for p in Path(run_dir).rglob("dmsae.json")})
 
+# %% ../nbs/12_evaluate.ipynb #9d1620cf
 def sae_info(path, # an SAE folder
              run_dir=None, # the run directory (for the relative `path` column)
             ) -> dict:
@@ -327,13 +328,14 @@ def sae_info(path, # an SAE folder
         info.update({k_: rec[k_] for k_ in ("method", "k", "seed") if k_ in rec})
     return info
 
+# %% ../nbs/12_evaluate.ipynb #1912c513
 def run_config(path) -> DMSAEConfig:
     "The `DMSAEConfig` stored in an SAE folder's `dmsae.json` (written by `train_sae`)."
     d = dict(json.loads((Path(path) / "dmsae.json").read_text()).get("config") or {})
     if not d: raise ValueError(f"{path}/dmsae.json holds no config; pass cfg= explicitly")
     return get_config(d.pop("profile", "tiny"), **d)
 
-# %% ../nbs/12_evaluate.ipynb #ff5f5e99
+# %% ../nbs/12_evaluate.ipynb #3bbc493e
 def run_saes(run_dir, # a run directory
              cfg: DMSAEConfig | None = None, # the config (default: the first SAE's stored config)
             ) -> tuple[Path, list[Path], DMSAEConfig]:
@@ -343,12 +345,14 @@ def run_saes(run_dir, # a run directory
     if not saes: raise FileNotFoundError(f"no SAE folder (with dmsae.json) under {run_dir}")
     return run_dir, saes, cfg or run_config(saes[0])
 
+# %% ../nbs/12_evaluate.ipynb #5585c5db
 def sae_key(path, # an SAE folder
             key: dict, # the evaluation settings
            ) -> dict:
     "`key` plus a hash of the folder's `dmsae.json`: a retrained SAE gets a new key."
     return dict(key, sae=hashlib.sha256((Path(path) / "dmsae.json").read_bytes()).hexdigest()[:16])
 
+# %% ../nbs/12_evaluate.ipynb #1bcfb30e
 def stored_result(path, # a JSON result file with a `key` field
                   key: dict, # the key it must have been computed with
                   force: bool = False, # ignore it
@@ -357,7 +361,7 @@ def stored_result(path, # a JSON result file with a `key` field
     old = json.loads(Path(path).read_text()) if Path(path).exists() else None
     return old if old and old.get("key") == key and not force else None
 
-# %% ../nbs/12_evaluate.ipynb #19acc7c7
+# %% ../nbs/12_evaluate.ipynb #ad8c573f
 TABLE_COLS = ["path", "method", "k", "seed", "n_core", "level", "width", "l0", "l0_core", "fvu", "mse", "cossim",
               "dead_frac", "dense_frac", "ce_clean", "ce_spliced", "ce_recovered", "kl_spliced"]
 
@@ -374,6 +378,7 @@ def to_markdown(rows: list[dict], # table rows
     lines += ["| " + " | ".join(_fmt(r.get(col)) for col in cols) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
+# %% ../nbs/12_evaluate.ipynb #3e7912df
 def _write_csv(path, rows: list[dict], cols: list[str]):
     with open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=cols)
@@ -392,7 +397,7 @@ def write_table(rows: list[dict], # table rows
     atomic_write_text(md_p, to_markdown(rows, [col for col in (md_cols or TABLE_COLS) if col in cols]))
     return csv_p, md_p
 
-# %% ../nbs/12_evaluate.ipynb #c25c98f2
+# %% ../nbs/12_evaluate.ipynb #d884bf63
 def calibration_rows(held, # held-out `ActivationCache` of whole contexts
                      tokens, # [N, T] its token ids
                      skip: int, # contexts 0..skip-1 belong to the evaluation; the rest calibrate
@@ -408,6 +413,7 @@ def calibration_rows(held, # held-out `ActivationCache` of whole contexts
                               norm_threshold=held.meta.get("norm_threshold"))
     return torch.cat([x[m] for x, _, m in batches])
 
+# %% ../nbs/12_evaluate.ipynb #7b8e5bfd
 def calibrate(sae, # an `SAE`; its threshold is set in place
               rows: torch.Tensor, # calibration rows (`calibration_rows`)
               target_l0, # mean L0 wanted, core counted; `"k"`: the SAE's own k

@@ -61,7 +61,7 @@ def chunk_stages(cfg: DMSAEConfig) -> list[str]:
     "The stages of a chunk in run order: `distill`, then `k{K}` per k of the grid, the distillation k first."
     return ["distill"] + [f"k{k}" for k in [cfg.k, *sorted(set(cfg.transfer_ks) - {cfg.k})]]
 
-# %% ../nbs/15_study.ipynb #8fbdc6fb
+# %% ../nbs/15_study.ipynb #1c111133
 def _distill_stage(cfg: DMSAEConfig, variant: str, out: Path, lm, progress: bool):
     "Distil; keep the cycle table, the distilled core and the vector sets for the consistency measure."
     res = distill(cfg, lm, progress=progress)
@@ -72,6 +72,7 @@ def _distill_stage(cfg: DMSAEConfig, variant: str, out: Path, lm, progress: bool
     cores = chunk_cores(res.run_dir, cfg.score)
     atomic_write(out / "cores.safetensors", lambda tmp: save_file(cores, str(tmp)))
 
+# %% ../nbs/15_study.ipynb #4eed960f
 def _k_stage(cfg: DMSAEConfig, variant: str, out: Path, lm, k: int, progress: bool):
     "Train the transfer SAEs at `k` from the kept core; keep their rows at L0 = k (threshold calibrated)."
     run = resolve_path(cfg.run_dir) / "transfer"
@@ -110,7 +111,7 @@ def run_chunk(cfg: DMSAEConfig, # the chunk's config (`study_config`)
     atomic_write_json(out / "done.json", done, indent=1)
     return done
 
-# %% ../nbs/15_study.ipynb #c9ea2bf4
+# %% ../nbs/15_study.ipynb #edcaabcc
 class HeldoutFVU:
     "`train_sae` callback: held-out FVU and L0 every `every` steps, in `self.curve`."
     def __init__(self, rows: torch.Tensor, # [n, d] held-out rows (raw units)
@@ -126,6 +127,7 @@ class HeldoutFVU:
         fvu = float(err / (x - x.mean(0)).pow(2).sum())
         self.curve.append(dict(step=step, fvu=fvu, l0=float((f > 0).sum(-1).float().mean())))
 
+# %% ../nbs/15_study.ipynb #880290e1
 def plateau(curve: list[dict], # points `{step, fvu}` in step order
             tail: float = 0.2, # the final fraction of the steps
            ) -> float:
@@ -156,7 +158,7 @@ def convergence_run(cfg: DMSAEConfig, # the study config (its k, steps, data)
     atomic_write_json(out, dict(curve=mon.curve, plateau=plateau(mon.curve), steps=cfg.n_steps), indent=1)
     return mon.curve
 
-# %% ../nbs/15_study.ipynb #3df9826b
+# %% ../nbs/15_study.ipynb #5ee2dfbf
 def load_study(root, # the study folder
                pattern: str = "eval_k*.csv", # which tables of each chunk
               ) -> pd.DataFrame:
@@ -164,6 +166,7 @@ def load_study(root, # the study folder
     parts = [pd.read_csv(p) for p in sorted(Path(root).glob(f"chunks/*/{pattern}"))]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
+# %% ../nbs/15_study.ipynb #26670607
 def summarize(df: pd.DataFrame, # rows of `load_study`
               metrics=("l0", "fvu", "ce_recovered", "kl_spliced"), # columns to summarise
               by=("variant", "method", "k"), # one row per group

@@ -42,7 +42,7 @@ def notebooks(flags: str, workers: str):
 def pytests(slow: bool = False):
     "Run pytest on tests/ (with the `slow` tests too if `slow`); (passed, failed, skipped)."
     if slow: os.environ["DMSAE_SLOW"] = "1"   # tests/conftest.py skips tests marked slow unless it is set
-    rc, out = run([str(BIN / "pytest"), "-q", "-p", "no:cacheprovider", "tests"])
+    rc, out = run([str(BIN / "pytest"), "-q", "-p", "no:cacheprovider", "--durations=15", "tests"])
     last = out.strip().splitlines()[-1] if out.strip() else ""
     def count(k): return sum(int(x) for x in re.findall(rf"(\d+) {k}", last))
     passed, failed, skipped = count("passed"), count("failed") + count("error"), count("skipped")
