@@ -353,13 +353,14 @@ def histogram(vals: np.ndarray, # non-zero activations of one latent
               height: int = 140, # height of the tallest bar (px)
              ) -> dict:
     "SVG geometry of the histogram of `vals`: bars `(x, y, w, h, label)`, the range and the tallest count."
-    if len(vals) == 0: return dict(bars=[], lo=0.0, hi=0.0, peak=0, width=width, height=height)
+    if len(vals) == 0: return dict(bars=[], counts=[], lo=0.0, hi=0.0, peak=0, width=width, height=height)
     counts, edges = np.histogram(vals, bins=bins)
     peak, w = int(counts.max()), width / bins
     bars = [dict(x=round(i * w, 2), y=round(height * (1 - c / peak), 2), w=round(w - 1, 2),
                  h=round(height * c / peak, 2), label=f"{edges[i]:.3g} to {edges[i + 1]:.3g}: {c} tokens")
             for i, c in enumerate(counts.tolist())]
-    return dict(bars=bars, lo=float(edges[0]), hi=float(edges[-1]), peak=peak, width=width, height=height)
+    return dict(bars=bars, counts=counts.tolist(), lo=float(edges[0]), hi=float(edges[-1]), peak=peak, width=width,
+                height=height)
 
 # %% ../nbs/16_dashboards.ipynb #eeafd939
 def latent_page(scan: Scan, # the scan of the latent's SAE
@@ -400,7 +401,23 @@ def _example_text(page: dict, n: int = 60) -> str:
     pad = " " if here[:1].isspace() else ""
     return f"…{before}{pad}**{here.strip() or '␣'}**{after}…"
 
-# %% ../nbs/16_dashboards.ipynb #a4bdf6b4
+# %% ../nbs/16_dashboards.ipynb #5af104b1
+def _compact(page: dict) -> dict:
+    "The numbers of a page for `latents.json`: examples as token and activation lists, histogram counts, 4 digits."
+    r4 = lambda x: float(f"{x:.4g}")
+    def example(e):
+        here = next(i for i, w in enumerate(e["window"]) if w["here"])
+        return dict(source=e["source"], act=r4(e["act"]), here=here, tokens=[w["text"] for w in e["window"]],
+                    acts=[r4(w["act"]) for w in e["window"]])
+    h = page["hist"]
+    keep = {k: v for k, v in page.items() if k not in ("hist", "sections", "title")}
+    return dict(keep, max_act=r4(page["max_act"]), firing_rate=r4(page["firing_rate"]),
+                promoted=[(t, r4(v)) for t, v in page["promoted"]],
+                suppressed=[(t, r4(v)) for t, v in page["suppressed"]],
+                histogram=dict(lo=r4(h["lo"]), hi=r4(h["hi"]), counts=h["counts"]),
+                examples={title: [example(e) for e in exs] for title, exs in page["sections"]})
+
+# %% ../nbs/16_dashboards.ipynb #ecd5264c
 INDEX_COLS = [dict(key="latent", name="latent", num=True, fmt=None),
               dict(key="sae", name="SAE", num=False, fmt=None), dict(key="group", name="group", num=False, fmt=None),
               dict(key="entered", name="entered core (cycle)", num=True, fmt=None),
@@ -410,7 +427,7 @@ INDEX_COLS = [dict(key="latent", name="latent", num=True, fmt=None),
               dict(key="top_tokens", name="top tokens", num=False, fmt=None),
               dict(key="promoted", name="promotes", num=False, fmt=None)]
 
-# %% ../nbs/16_dashboards.ipynb #1edea075
+# %% ../nbs/16_dashboards.ipynb #3ecd4e6c
 def _row(group: str, sae_name: str, col: int, page: dict, core: dict | None, file: str) -> dict:
     "One line of the index: what the table, the CSV and the README show of a page."
     q = lambda ts: " ".join(repr(t) for t in ts)
@@ -420,7 +437,7 @@ def _row(group: str, sae_name: str, col: int, page: dict, core: dict | None, fil
                 max_act=page["max_act"], top_tokens=q(page["top_tokens"]),
                 promoted=q(t for t, _ in page["promoted"][:3]), example=_example_text(page), page=file)
 
-# %% ../nbs/16_dashboards.ipynb #be9e1bec
+# %% ../nbs/16_dashboards.ipynb #b61bcd68
 def _sae_pages(folder: Path, cols: list, group: str, held, toks: Contexts, lm: LM, cfg: DMSAEConfig, hist: dict,
                progress: bool) -> list[tuple[int, dict, dict | None]]:
     "`(col, page, core record)` for latents `cols` of the SAE in `folder`."
@@ -443,7 +460,7 @@ def _sae_pages(folder: Path, cols: list, group: str, held, toks: Contexts, lm: L
         out.append((c, dict(page, group=group, sae=folder.name, title=title, core=core), core))
     return out
 
-# %% ../nbs/16_dashboards.ipynb #42719976
+# %% ../nbs/16_dashboards.ipynb #10ac69cf
 def _twin_pages(pages: list, run_dir: Path, names: dict):
     "Add to each page its twins in every other SAE of the run, linked when the twin has a page too."
     saes = {p.relative_to(run_dir / "transfer").as_posix(): load_sae(p).W_dec for p in find_saes(run_dir / "transfer")}
@@ -452,7 +469,7 @@ def _twin_pages(pages: list, run_dir: Path, names: dict):
         found = twins(saes[folder.name][col:col + 1], others)[0]
         page["twins"] = [dict(t, page=names.get((t["sae"], t["latent"]), "")) for t in found]
 
-# %% ../nbs/16_dashboards.ipynb #e84928db
+# %% ../nbs/16_dashboards.ipynb #35491859
 def write_dashboards(run_dir, # a run directory with `distill/` and `transfer/`
                      cfg: DMSAEConfig, # its config (held-out cache, `k`, `seeds`, `dash_*`)
                      lm: LM | None = None, # the language model (loaded from `cfg` when None)
@@ -480,14 +497,14 @@ def write_dashboards(run_dir, # a run directory with `distill/` and `transfer/`
              "held-out tokens. Click a column to sort by it.")
     atomic_write_text(out / "index.html", render(INDEX_PAGE, title=f"Latents: {run_dir.name}", about=about,
                                                  cols=INDEX_COLS, rows=rows))
-    atomic_write_json(out / "latents.json", [dict(p, folder=f.name, latent=c) for f, c, p, _ in pages], indent=None)
+    atomic_write_json(out / "latents.json", [dict(_compact(p), latent=c) for f, c, p, _ in pages], indent=None)
     write_table(rows, out / "latents", md_cols=[c["key"] for c in INDEX_COLS])
     core = sorted((r for r in rows if r["group"] == "core"), key=lambda r: -r["attribution"])[:15]
     cols = ["latent", "entered", "attribution_share", "firing_rate", "top_tokens", "example"]
     atomic_write_text(out / "core_top.md", to_markdown(core, cols))
     return rows
 
-# %% ../nbs/16_dashboards.ipynb #bc98ee10
+# %% ../nbs/16_dashboards.ipynb #4ed1aee4
 def latent_html(folder, # an SAE folder of a run: `<run>/transfer/<name>`
                 latent: int, # the latent
                 cfg: DMSAEConfig, # the run's config (held-out cache, `dash_top`)
