@@ -9,7 +9,7 @@ import json, sys
 from dmsae.config import get_config
 from dmsae.activations import build_activation_cache
 over = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}   # e.g. a small random model instead of SmolLM2
-cfg = get_config("tiny", n_train_tokens=8192, shard_tokens=1024, cache_batch_contexts=4, **over)
+cfg = get_config("tiny", **{**dict(n_train_tokens=8192, shard_tokens=1024, cache_batch_contexts=4), **over})
 c = build_activation_cache(cfg, "train", progress=False)
 print(c.root)
 """
@@ -20,11 +20,13 @@ def build(home: Path, **over) -> Path:
     assert r.returncode == 0, r.stderr
     return Path(r.stdout.strip().splitlines()[-1])
 
-def test_killed_build_resumes_to_identical_bytes(home, tmp_path):
+def test_killed_build_resumes_to_identical_bytes(home, tmp_path, tiny_model):
+    # a small random model and many small shards: the build lasts long enough to be killed between two shards
+    over = dict(model_name=tiny_model, hook_layer=2, n_train_tokens=32768, shard_tokens=256, cache_batch_contexts=1)
     # an uninterrupted build in a second home gives the reference bytes
-    ref_root = build(shared_home(tmp_path / "ref", home))
+    ref_root = build(shared_home(tmp_path / "ref", home), **over)
     # start the same build, kill it with SIGKILL once at least one shard is done but before the end
-    p = start_py(BUILD, env={"DMSAE_HOME": str(home)})
+    p = start_py(BUILD, json.dumps(over), env={"DMSAE_HOME": str(home)})
     seen = {}
     def some_shards_done():
         ms = list((home / "activations").glob("train-*/manifest.json")) if (home / "activations").exists() else []
@@ -37,7 +39,7 @@ def test_killed_build_resumes_to_identical_bytes(home, tmp_path):
     man = seen.get("man")
     assert man is not None and not man["complete"], "the build finished before it could be killed"
     n_before = len(man["shards"])
-    root = build(home)
+    root = build(home, **over)
     final = json.loads((root / "manifest.json").read_text())
     assert final["complete"] and len(final["shards"]) > n_before
     ref = json.loads((ref_root / "manifest.json").read_text())

@@ -12,15 +12,17 @@ cfg = get_config("tiny", n_train_tokens=16384, n_heldout_tokens=1024, d_sae=256,
 distill(cfg, run_dir=sys.argv[1], progress=False)
 """
 
-def test_killed_distillation_resumes_to_the_same_core(home, tmp_path):
-    r = run_py(RUN, tmp_path / "ref")
+def test_killed_distillation_resumes_to_the_same_core(home, tmp_path, tiny_model):
+    # a small random model, and trainings long enough (400 steps) to be killed mid-way
+    over = json.dumps(dict(model_name=tiny_model, hook_layer=2, train_steps=400))
+    r = run_py(RUN, tmp_path / "ref", over)
     assert r.returncode == 0, r.stderr
-    p = start_py(RUN, tmp_path / "run")
+    p = start_py(RUN, tmp_path / "run", over)
     target = tmp_path / "run" / "distill" / "cycle_1" / "sae" / "checkpoint.pt"   # mid-way through the second training
     kill_when(p, target.exists, timeout=600)
     assert target.exists(), "the run ended before it could be killed mid-training"
     assert not (tmp_path / "run" / "distill" / "distilled_core.safetensors").exists()
-    r = run_py(RUN, tmp_path / "run")
+    r = run_py(RUN, tmp_path / "run", over)
     assert r.returncode == 0, r.stderr
     a, b = tmp_path / "ref" / "distill", tmp_path / "run" / "distill"
     assert (a / "distilled_core.safetensors").read_bytes() == (b / "distilled_core.safetensors").read_bytes()
@@ -28,7 +30,7 @@ def test_killed_distillation_resumes_to_the_same_core(home, tmp_path):
     for j in (0, 1):
         weights = f"cycle_{j}/sae/sae_weights.safetensors"
         assert (a / weights).read_bytes() == (b / weights).read_bytes()
-    r = run_py(RUN, tmp_path / "run")
+    r = run_py(RUN, tmp_path / "run", over)
     assert r.returncode == 0 and "nothing to do" in r.stdout
 
 def test_distill_refuses_a_run_dir_with_another_config(home, tmp_path, tiny_model):
