@@ -25,7 +25,9 @@ from dmsae.train import TensorSource, train_sae
 from dmsae.attribution import attribute
 from dmsae.sae import SAE
 times = {}
-cfg = get_config("tiny", n_train_tokens=4096, n_heldout_tokens=1024, shard_tokens=512)
+# a small random model (argv[2]): what is compared does not depend on the model
+cfg = get_config("tiny", model_name=sys.argv[2], hook_layer=2, n_train_tokens=4096, n_heldout_tokens=1024,
+                 shard_tokens=512)
 lm = load_lm(cfg.model_name)
 t0 = time.time()
 train = build_activation_cache(cfg, "train", lm, progress=False)
@@ -54,7 +56,7 @@ times["train_s"] = time.time() - t0
 # attribution of a fixed random SAE over the held-out cache, with the quantile scores
 t0 = time.time()
 sae = SAE(lm.d_model, 256, 16, hook_layer=cfg.hook_layer, seed=0, group_fractions=(1/8,))
-sae.update_threshold(0.5)
+sae.update_threshold(0.0)    # every positive pre-activation fires (the small model's residuals are small)
 htok = Contexts.load(held.root / "tokens.npz").tokens
 att = attribute(lm, sae, held, htok, batch_contexts=4, score="quantile", progress=False)
 res["attribution"] = dict(mean_abs=att.mean_abs, signed=att.signed, quantile=att.quantile, freq=att.freq,
@@ -67,19 +69,19 @@ torch.save(res, out / f"rank{rank}.pt")
 '''
 
 
-def _launch(cmd, home, out, tmp):
+def _launch(cmd, home, out, tmp, model):
     env = {**os.environ, "DMSAE_HOME": str(home), "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE",
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "disabled",
            "TOKENIZERS_PARALLELISM": "false"}
     t0 = time.time()
-    r = subprocess.run(cmd + [str(tmp / "worker.py"), str(out)], cwd=ROOT, env=env, capture_output=True, text=True,
-                       timeout=600)
+    r = subprocess.run(cmd + [str(tmp / "worker.py"), str(out), model], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-6000:]
     return time.time() - t0
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, tiny_model):
     "One single-process run and one 2-process torchrun run of the worker, each in its own DMSAE_HOME."
     import torch
     from dmsae.config import dmsae_home
@@ -96,13 +98,14 @@ def runs(tmp_path_factory):
         h.mkdir()
         for sub in ("corpus", "models"): (h / sub).symlink_to(real / sub)
         homes[name] = h
-    wall = dict(one=_launch([sys.executable], homes["one"], tmp / "one", tmp),
-                two=_launch(TORCHRUN + ["--nproc_per_node", "2", "--standalone"], homes["two"], tmp / "two", tmp))
+    wall = dict(one=_launch([sys.executable], homes["one"], tmp / "one", tmp, tiny_model),
+                two=_launch(TORCHRUN + ["--nproc_per_node", "2", "--standalone"], homes["two"], tmp / "two", tmp,
+                            tiny_model))
     one = torch.load(tmp / "one" / "rank0.pt", weights_only=False)
     two = [torch.load(tmp / "two" / f"rank{r}.pt", weights_only=False) for r in range(2)]
     print(f"\nwall time: 1 process {wall['one']:.1f}s, 2 processes {wall['two']:.1f}s; "
           f"stages 1 proc {one['times']}, 2 procs {two[0]['times']}")
-    return dict(one=one, two=two, tmp=tmp)
+    return dict(one=one, two=two, tmp=tmp, model=tiny_model)
 
 
 def test_two_processes_ran(runs):
@@ -175,7 +178,8 @@ def test_cli_cache_under_torchrun(runs):
     env = {**os.environ, "DMSAE_HOME": str(home), "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE",
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     cmd = TORCHRUN + ["--nproc_per_node", "2", "--standalone", "-m", "dmsae.cli", "cache", "--profile", "tiny",
-                      "--set", "n_train_tokens=4096", "--set", "n_heldout_tokens=1024", "--set", "shard_tokens=512"]
+                      "--set", "n_train_tokens=4096", "--set", "n_heldout_tokens=1024", "--set", "shard_tokens=512",
+                      "--set", f"model_name={runs['model']}", "--set", "hook_layer=2"]
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-5000:]
     assert r.stdout.count("train: ActivationCache") == 1, r.stdout      # only rank 0 prints
