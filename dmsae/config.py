@@ -43,10 +43,10 @@ DEFAULT_MODEL = "embedded:SmolLM2-135M-Instruct"  # the GGUF model shipped by th
 BOOKKEEPING = ("profile", "run_dir", "checkpoint_every", "attribution_batch_contexts", "transfer_ks", "seeds",
                "saebench_evals", "eval_contexts", "saebench_contexts", "probe_train", "probe_test", "probe_docs",
                "tl_model_name", "dash_core", "dash_sample", "dash_top", "dash_contexts")
-DISTILL_ONLY = ("n_cycles", "tau", "score", "score_quantile")
+DISTILL_ONLY = ("n_cycles", "tau", "score", "score_quantile", "core_max")
 # fields added after runs were recorded: at these defaults they are left out of `identity` (and of the cache key),
 # so folders recorded before the field existed keep their identity; any other value is part of it
-LATE_FIELDS = {"separator": "bos"}
+LATE_FIELDS = {"separator": "bos", "core_max": None}
 
 @dataclass
 class DMSAEConfig:
@@ -106,6 +106,9 @@ class DMSAEConfig:
     tau: float = 0.9 # fraction of total attribution the selected core must reach
     score: str = "mean_abs" # `mean_abs` (**choice**), `signed`, `quantile`
     score_quantile: float = 0.99 # q for `score="quantile"`
+    # at most this many latents in a selected core, those with the highest scores (None: the tau rule alone);
+    # **deviation**: the paper selects by tau only; this keeps core / k at a chosen ratio in every cycle
+    core_max: int | None = None
     attribution_batch_contexts: int = 8 # held-out contexts per attribution batch
     # --- transfer and evaluation
     transfer_ks: tuple = (8, 16, 32, 64) # k grid for transfer experiments
@@ -313,6 +316,8 @@ def validate(self: DMSAEConfig) -> DMSAEConfig:
         refuse(not 0 < self.tau <= 1, f"tau={self.tau} must lie in (0, 1]")
         check_choice("score", self.score, ("mean_abs", "signed", "quantile"))
         refuse(not 0 < self.score_quantile <= 1, f"score_quantile={self.score_quantile}: must lie in (0, 1]")
+        refuse(self.core_max is not None and not 0 < self.core_max <= self.d_sae,
+               f"core_max={self.core_max}: must lie in 1..d_sae={self.d_sae} (or None: the tau rule alone)")
         refuse(self.attribution_batch_contexts <= 0,
                f"attribution_batch_contexts={self.attribution_batch_contexts}: must be positive")
         check_list("transfer_ks", self.transfer_ks)

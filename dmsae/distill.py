@@ -113,7 +113,7 @@ def run_cycle(cfg: DMSAEConfig, # run config
     att = _attribution(cfg, folder, lm, sae, held, htok, progress)
     times["attribute_s"] = time.time() - t0
     n_cand = len(att.mean_abs)
-    sel = select_core(att.scores(cfg.score), cfg.tau, candidate_ids(core_ids, n_cand, cycle))
+    sel = select_core(att.scores(cfg.score), cfg.tau, candidate_ids(core_ids, n_cand, cycle), max_n=cfg.core_max)
     new_core = sae.W_enc.detach()[:, sel.indices].t().contiguous()
     if is_main(): save_core(folder / "core.safetensors", new_core, sel.ids, cycle=cycle, tau=cfg.tau, score=cfg.score)
     rec = _cycle_record(cycle, core_ids, sel, n_cand, att, hist, times)

@@ -47,15 +47,16 @@ def _check_scores(s: torch.Tensor, tau: float):
 def select_core(scores: torch.Tensor, # [n] non-negative candidate scores
                 tau: float = 0.9, # fraction of the total attribution to reach
                 ids: list | None = None, # identities of the candidates (default: [0, i])
+                max_n: int | None = None, # keep at most this many (`core_max`; None: the tau rule alone)
                ) -> Selection:
-    "Smallest prefix of the descending scores whose cumulative sum reaches `tau` times the total."
+    "Smallest prefix of the descending scores whose cumulative sum reaches `tau` times the total (at most `max_n`)."
     s = torch.as_tensor(scores).double().cpu().flatten()
     _check_scores(s, tau)
     total = float(s.sum())
     o = _order(s)
     cum = torch.cumsum(s[o], 0)
     m = int(torch.searchsorted(cum, torch.tensor(tau * total, dtype=torch.float64) * (1 - 1e-12)).item()) + 1
-    m = min(m, len(s))
+    m = min(m, len(s), max_n or len(s))
     idx = o[:m].tolist()
     ids = ids if ids is not None else [[0, i] for i in range(len(s))]
     if len(ids) != len(s): raise ValueError(f"{len(ids)} identities for {len(s)} candidates")

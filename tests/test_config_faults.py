@@ -103,6 +103,7 @@ BAD_VALUES = {
     "eval_contexts": below(0), "saebench_contexts": below(0),
     "probe_train": below(0), "probe_test": below(0), "probe_docs": below(0), "run_dir": blank,
     "dash_core": below(0), "dash_sample": below(-1), "dash_top": below(0), "dash_contexts": below(0),
+    "core_max": st.one_of(below(0), st.integers(min_value=TINY["d_sae"] + 1)),
 }
 
 def test_saebench_evals_are_those_the_project_runs():
@@ -155,7 +156,7 @@ GOOD_VALUES = {
     "eval_contexts": st.none() | pos(), "saebench_contexts": st.none() | pos(),
     "probe_train": pos(10**4), "probe_test": pos(10**4), "probe_docs": pos(10**4), "run_dir": text,
     "dash_core": pos(10**4), "dash_sample": st.integers(0, 10**4), "dash_top": pos(100),
-    "dash_contexts": st.none() | pos(),
+    "dash_contexts": st.none() | pos(), "core_max": st.none() | st.integers(1, TINY["d_sae"]),
 }
 
 def test_every_field_has_valid_values():
