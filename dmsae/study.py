@@ -4,7 +4,7 @@
 
 # %% ../nbs/15_study.ipynb #99eb3c68
 from __future__ import annotations
-import itertools, json, time
+import itertools, json, shutil, time
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from safetensors.torch import save_file, load_file
@@ -19,8 +19,8 @@ from .distill import distill, transfer, load_core, save_core
 from .evaluate import evaluate_run, write_table, core_match, calibration_rows
 
 # %% auto #0
-__all__ = ['VARIANTS', 'study_config', 'chunk_cores', 'chunk_stages', 'run_chunk', 'HeldoutFVU', 'plateau',
-           'convergence_run', 'load_study', 'summarize', 'verdict', 'consistency']
+__all__ = ['VARIANTS', 'SHARED_METHODS', 'study_config', 'chunk_cores', 'chunk_stages', 'run_chunk', 'HeldoutFVU',
+           'plateau', 'convergence_run', 'load_study', 'summarize', 'verdict', 'consistency']
 
 # %% ../nbs/15_study.ipynb #9f437dad
 VARIANTS = { # name -> (config overrides, what it changes)
@@ -75,10 +75,35 @@ def _distill_stage(cfg: DMSAEConfig, variant: str, out: Path, lm, progress: bool
     cores = chunk_cores(res.run_dir, cfg.score)
     atomic_write(out / "cores.safetensors", lambda tmp: save_file(cores, str(tmp)))
 
+# %% ../nbs/15_study.ipynb #0f1fb3de
+SHARED_METHODS = ("matryoshka", "compute_matched") # no core: the same SAE in every variant with the same training
+
+def _reuse_baselines(cfg: DMSAEConfig, # the chunk's config (`study_config`)
+                     k: int, # the stage's k
+                    ) -> list[str]:
+    "Copy finished core-free baselines at `k` from other chunks of the same seed that trained them identically."
+    here = resolve_path(cfg.run_dir)
+    want = cfg.replace(k=k).identity("train")
+    copied = []
+    for m in SHARED_METHODS:
+        name = f"{m}_k{k}_s{cfg.seed}"
+        dest = here / "transfer" / name
+        if (dest / "dmsae.json").exists(): continue
+        for other in sorted(p for p in here.parent.glob(f"*_s{cfg.seed}") if p != here):
+            src = other / "transfer" / name
+            if not (src / "dmsae.json").exists(): continue
+            meta = json.loads((src / "dmsae.json").read_text())
+            if not meta.get("complete") or meta.get("run_key", {}).get("config") != want: continue
+            shutil.copytree(src, dest, ignore=shutil.ignore_patterns(".lock", "checkpoint.pt*"), dirs_exist_ok=True)
+            copied.append(f"{other.name}/{name}")
+            break
+    return copied
+
 # %% ../nbs/15_study.ipynb #4eed960f
 def _k_stage(cfg: DMSAEConfig, variant: str, out: Path, lm, k: int, progress: bool):
     "Train the transfer SAEs at `k` from the kept core; keep their rows at L0 = k (threshold calibrated)."
     run = resolve_path(cfg.run_dir) / "transfer"
+    _reuse_baselines(cfg, k)
     transfer(cfg, core_path=out / "distilled_core.safetensors", ks=(k,), lm=lm, progress=progress)
     rows = evaluate_run(run, cfg, lm, out="eval_at_k", n_contexts=cfg.eval_contexts, levels=False, target_l0="k",
                         progress=progress)
