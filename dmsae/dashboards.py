@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, torch
 from jinja2 import Environment, StrictUndefined
-from tqdm.auto import tqdm
 from .config import DMSAEConfig, atomic_write_json, atomic_write_text, read_checked
 from .data import BROWN_GENRES, Contexts
 from .model import LM, load_lm
@@ -151,11 +150,13 @@ def context_window(scan: Scan, # the scan
                    top: float, # the latent's largest activation (for the shade)
                    left: int = 12, # tokens shown before the example
                    right: int = 4, # and after it
+                   order: np.ndarray | None = None, # the latent's entries (`Scan.entries`), if at hand
                   ) -> list[dict]:
     "The tokens around entry `e`: `text`, activation `act`, `shade` 0..9, `here` (the example itself)."
     c, p = int(scan.ctx[e]), int(scan.pos[e])
     acts = np.zeros(tokens.shape[1], np.float32)
-    mine = np.flatnonzero((scan.lat == j) & (scan.ctx == c))
+    pool = order if order is not None else np.flatnonzero(scan.lat == j)
+    mine = pool[scan.ctx[pool] == c]
     acts[scan.pos[mine]] = scan.val[mine]
     lo, hi = max(0, p - left), min(tokens.shape[1], p + right + 1)
     shade = np.clip(np.ceil(9 * acts[lo:hi] / max(top, 1e-12)), 0, 9).astype(int)
@@ -379,7 +380,7 @@ def latent_page(scan: Scan, # the scan of the latent's SAE
     def example(e):
         c = int(scan.ctx[e])
         return dict(act=float(scan.val[e]), source=doc_label(str(tokens.sources[c]), str(tokens.doc_ids[c])),
-                    window=context_window(scan, j, e, tokens.tokens, words, big))
+                    window=context_window(scan, j, e, tokens.tokens, words, big, order=order))
     sections = [(f"Top {min(top, len(order))} activations", [example(e) for e in order[:top]])]
     quantiles = quantile_examples(order, scan.val, top, bins, per_bin)
     sections += [(label, [example(e) for e in es]) for label, es in quantiles]
@@ -437,10 +438,11 @@ def _row(group: str, sae_name: str, col: int, page: dict, core: dict | None, fil
                 max_act=page["max_act"], top_tokens=q(page["top_tokens"]),
                 promoted=q(t for t, _ in page["promoted"][:3]), example=_example_text(page), page=file)
 
-# %% ../nbs/16_dashboards.ipynb #b61bcd68
-def _sae_pages(folder: Path, cols: list, group: str, held, toks: Contexts, lm: LM, cfg: DMSAEConfig, hist: dict,
+# %% ../nbs/16_dashboards.ipynb #a0fe114d
+def _sae_pages(folder: Path, groups: dict, held, toks: Contexts, lm: LM, cfg: DMSAEConfig, hist: dict,
                progress: bool) -> list[tuple[int, dict, dict | None]]:
-    "`(col, page, core record)` for latents `cols` of the SAE in `folder`."
+    "`(col, page, core record)` for the latents of the SAE in `folder` (`groups`: latent -> its group), one scan."
+    cols = list(groups)
     sae = load_sae(folder, device=cfg.device)
     check_fits(sae, held, folder)
     check_latents(sae, cols, folder)
@@ -456,8 +458,8 @@ def _sae_pages(folder: Path, cols: list, group: str, held, toks: Contexts, lm: L
     for j, c in enumerate(cols):
         page = latent_page(scan, j, toks, words, output_tokens(lm, logits[j]), top=cfg.dash_top)
         core = dict(hist[tuple(ids[c])], id=ids[c]) if c < sae.n_core and tuple(ids[c]) in hist else None
-        title = f"{folder.name}, latent {c} ({group})"
-        out.append((c, dict(page, group=group, sae=folder.name, title=title, core=core), core))
+        title = f"{folder.name}, latent {c} ({groups[c]})"
+        out.append((c, dict(page, group=groups[c], sae=folder.name, title=title, core=core), core))
     return out
 
 # %% ../nbs/16_dashboards.ipynb #10ac69cf
@@ -484,10 +486,12 @@ def write_dashboards(run_dir, # a run directory with `distill/` and `transfer/`
     if lm is None: lm = load_lm(cfg.model_name, cfg.device, cfg.model_dtype)
     held = build_activation_cache(cfg, "heldout", lm, progress=progress)
     toks = Contexts.load(held.root / "tokens.npz")
+    by_folder = {}                                                  # one scan per SAE, whatever its groups
+    for g in groups: by_folder.setdefault(g["folder"], {}).update(dict.fromkeys(g["cols"], g["group"]))
     pages = []
-    for g in groups:
-        for col, page, core in _sae_pages(g["folder"], g["cols"], g["group"], held, toks, lm, cfg, hist, progress):
-            pages.append((g["folder"], col, page, core))
+    for folder, of in by_folder.items():
+        for col, page, core in _sae_pages(folder, of, held, toks, lm, cfg, hist, progress):
+            pages.append((folder, col, page, core))
     names = {(f.name, c): f"{f.name}_{c}.html" for f, c, _, _ in pages}
     _twin_pages(pages, run_dir, names)
     rows = [_row(p["group"], f.name, c, p, core, names[(f.name, c)]) for f, c, p, core in pages]
@@ -517,6 +521,6 @@ def latent_html(folder, # an SAE folder of a run: `<run>/transfer/<name>`
     held = build_activation_cache(cfg, "heldout", lm, progress=False)
     toks = Contexts.load(held.root / "tokens.npz")
     hist = core_history(run_dir / "distill") if (run_dir / "distill" / "distilled_core.json").exists() else {}
-    [(col, page, _)] = _sae_pages(folder, [latent], "one latent", held, toks, lm, cfg, hist, progress=False)
+    [(col, page, _)] = _sae_pages(folder, {latent: "one latent"}, held, toks, lm, cfg, hist, progress=False)
     _twin_pages([(folder, col, page, None)], run_dir, {})
     return render(LATENT_PAGE, p=page)
