@@ -39,3 +39,16 @@ def test_reproduce_help_names_the_switches():
     r = subprocess.run([sys.executable, "tools/reproduce.py", "--help"], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "--allow-corpus-change" in r.stdout and "--check-corpus" in r.stdout and "--stages" in r.stdout
+
+def test_stage_history_is_kept_within_one_config():
+    "Stage times of another config (a changed profile) are dropped, so 'longest run' is this config's from scratch."
+    sys.path.insert(0, str(ROOT / "tools"))
+    from reproduce import config_id, new_stamp
+    small, tiny = config_id("small", {}), config_id("tiny", {"config": {}})
+    assert small == config_id("small", {"config": {}}) != config_id("small", {"config": {"k": 64}})
+    a = new_stamp({}, "key1", small, 100.0, "day 1")
+    b = new_stamp(a, "key2", small, 30.0, "day 2")                # a rerun that reused finished work
+    assert (b["seconds"], b["history"]) == (30.0, [dict(seconds=100.0, finished="day 1")])
+    c = new_stamp(b, "key2", tiny, 5.0, "day 3")                  # another config: a new history
+    assert (c["config"], c["seconds"], c["history"]) == (tiny, 5.0, [])
+    assert new_stamp({"key": "old", "seconds": 9.0}, "key3", small, 1.0, "x")["history"] == []  # stamp without config

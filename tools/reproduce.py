@@ -9,7 +9,8 @@ are not checked.
 While a stage runs, each code cell is announced with the stage's elapsed time, and the cells' own output (prints,
 progress bars, at most one progress line per 15 s) is streamed, indented.
 
-Each stage's wall time goes into its stamp (with the earlier runs' times) and into
+Each stage's wall time goes into its stamp (with the earlier runs' times under the same config: a changed profile or
+override starts a new history) and into
 figures/<profile>/table_stage_times.md: a rerun reuses finished work (caches, trained SAEs, evaluations),
 so the longest run of a stage is the one from scratch.
 
@@ -33,6 +34,19 @@ def digest(*paths) -> str:
             h.update(f.name.encode())
             h.update(f.read_bytes())
     return h.hexdigest()[:16]
+
+def config_id(profile: str, params: dict) -> str:
+    "Hash of the profile's config with the parameter file's overrides; stage times are compared within one only."
+    from dataclasses import asdict
+    from dmsae.config import config_hash, get_config
+    return config_hash(asdict(get_config(profile, **(params.get("config") or {}))))
+
+def new_stamp(prev: dict, key: str, cfg_id: str, seconds: float, finished: str) -> dict:
+    "A stage's stamp after a run: its key, config and time, with the earlier runs' times under the same config."
+    if prev.get("config") != cfg_id: prev = {}  # another config: its times say nothing about this one
+    last = [dict(seconds=prev["seconds"], finished=prev.get("finished", ""))] if "seconds" in prev else []
+    history = (prev.get("history", []) + last)[-10:]
+    return dict(key=key, config=cfg_id, seconds=seconds, finished=finished, history=history)
 
 def write_stage_times(executed: Path, figs: Path):
     "table_stage_times.{md,csv}: each stage's last and longest (= from scratch) wall time, from the stamps."
@@ -100,7 +114,7 @@ class Progress(logging.Handler):
         for l in lines[: self.max_lines]: print(f"    | {l}", file=self.out, flush=True)
         if extra > 0: print(f"    | ... ({extra} more lines)", file=self.out, flush=True)
 
-def run_stage(nb: Path, out: Path, params: dict, key: str, kernel: str):
+def run_stage(nb: Path, out: Path, params: dict, key: str, kernel: str, cfg_id: str):
     "Execute one paper notebook with papermill into `out`, streaming its progress, and write its stamp."
     import papermill as pm
     from papermill.iorw import load_notebook_node
@@ -127,10 +141,7 @@ def run_stage(nb: Path, out: Path, params: dict, key: str, kernel: str):
     seconds = round(time.time() - t0, 1)
     stamp = out / f"{nb.stem}.done.json"
     prev = json.loads(stamp.read_text()) if stamp.exists() else {}
-    last = [dict(seconds=prev["seconds"], finished=prev.get("finished", ""))] if "seconds" in prev else []
-    history = prev.get("history", []) + last
-    stamp.write_text(json.dumps(dict(key=key, seconds=seconds, finished=time.strftime("%Y-%m-%d %H:%M:%S"),
-                                     history=history[-10:])))
+    stamp.write_text(json.dumps(new_stamp(prev, key, cfg_id, seconds, time.strftime("%Y-%m-%d %H:%M:%S"))))
     print(f"[reproduce] {nb.name} done in {hms(seconds)} ({seconds}s)", flush=True)
 
 def refresh_readme(figs: Path):
@@ -215,13 +226,15 @@ def main():
     out = ROOT / "figures" / profile / "executed"
     out.mkdir(parents=True, exist_ok=True)
     t_all = time.time()
+    cfg_id = config_id(profile, params)
     for nb in stages:
         key = digest(nb, params_file, ROOT / "dmsae")
         stamp = out / f"{nb.stem}.done.json"
-        if not a.force and stamp.exists() and json.loads(stamp.read_text()).get("key") == key:
+        done = json.loads(stamp.read_text()) if stamp.exists() else {}
+        if not a.force and (done.get("key"), done.get("config")) == (key, cfg_id):
             print(f"[reproduce] {nb.name}: unchanged since its last run, skipped")
             continue
-        run_stage(nb, out, params, key, a.kernel)
+        run_stage(nb, out, params, key, a.kernel, cfg_id)
         if diffs and nb.name.startswith("01_"): record_figures_corpus(profile, man)
     figs = out.parent
     write_stage_times(out, figs)
