@@ -17,7 +17,8 @@ from .distributed import rank_world, barrier, broadcast_object, gather_objects, 
 
 # %% auto #0
 __all__ = ['CACHE_LATE_FIELDS', 'CacheError', 'CacheWriter', 'ActivationCache', 'sink_rows', 'corpus_fingerprint',
-           'cache_key', 'cache_dir', 'separator_id', 'load_contexts', 'build_activation_cache']
+           'cache_key', 'cache_dir', 'separator_id', 'load_contexts', 'build_activation_cache',
+           'heldout_data']
 
 # %% ../nbs/05_activations.ipynb #53929c40
 class CacheError(RuntimeError): "A cache file is missing, corrupt, or belongs to another key."
@@ -474,3 +475,14 @@ def build_activation_cache(cfg: DMSAEConfig, # model, hook, corpus, token counts
     root.mkdir(parents=True, exist_ok=True)
     with folder_lock(root / ".lock"):   # another process waits here, then finds the cache
         return _build(cfg, split, lm, progress, root)
+
+# %% ../nbs/05_activations.ipynb #b3f4c019
+def heldout_data(cfg: DMSAEConfig, # model and held-out split
+                 lm=None, # a loaded `LM` (loaded from `cfg` when None)
+                 progress: bool = False, # show a tqdm bar while caching
+                ) -> tuple:
+    "`(lm, cache, contexts)`: the model, the held-out activation cache and its token contexts."
+    from dmsae.model import lm_for
+    lm = lm_for(cfg, lm)
+    held = build_activation_cache(cfg, "heldout", lm, progress=progress)
+    return lm, held, Contexts.load(held.root / "tokens.npz")

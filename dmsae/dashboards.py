@@ -13,7 +13,7 @@ from jinja2 import Environment, StrictUndefined
 from .config import DMSAEConfig, atomic_write_json, atomic_write_text, read_checked
 from .data import BROWN_GENRES, Contexts
 from .model import LM, load_lm
-from .activations import build_activation_cache
+from .activations import build_activation_cache, heldout_data
 from .heldout import heldout_batches
 from .sae import SAE, load_sae
 from .evaluate import find_saes, to_markdown, write_table
@@ -483,9 +483,7 @@ def write_dashboards(run_dir, # a run directory with `distill/` and `transfer/`
     out = Path(out) if out is not None else run_dir / "latents"
     groups = dashboard_latents(run_dir, cfg)
     hist = core_history(run_dir / "distill")
-    if lm is None: lm = load_lm(cfg.model_name, cfg.device, cfg.model_dtype)
-    held = build_activation_cache(cfg, "heldout", lm, progress=progress)
-    toks = Contexts.load(held.root / "tokens.npz")
+    lm, held, toks = heldout_data(cfg, lm, progress)
     by_folder = {}                                                  # one scan per SAE, whatever its groups
     for g in groups: by_folder.setdefault(g["folder"], {}).update(dict.fromkeys(g["cols"], g["group"]))
     pages = []
@@ -517,9 +515,7 @@ def latent_html(folder, # an SAE folder of a run: `<run>/transfer/<name>`
     "The page of any one latent of any SAE of a run, as HTML: to look beyond the sampled pages, or in a notebook."
     folder = Path(folder)
     run_dir = folder.parent.parent
-    if lm is None: lm = load_lm(cfg.model_name, cfg.device, cfg.model_dtype)
-    held = build_activation_cache(cfg, "heldout", lm, progress=False)
-    toks = Contexts.load(held.root / "tokens.npz")
+    lm, held, toks = heldout_data(cfg, lm)
     hist = core_history(run_dir / "distill") if (run_dir / "distill" / "distilled_core.json").exists() else {}
     [(col, page, _)] = _sae_pages(folder, {latent: "one latent"}, held, toks, lm, cfg, hist, progress=False)
     _twin_pages([(folder, col, page, None)], run_dir, {})

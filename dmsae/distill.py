@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save_file, load_file
 from .config import DMSAEConfig, resolve_path, save_config, atomic_write, atomic_write_json, read_checked
 from .data import Contexts
-from .activations import build_activation_cache
+from .activations import build_activation_cache, heldout_data
 from .train import train_sae
 from .distributed import is_main, barrier, folder_lock
 from .attribution import attribute, Attribution
@@ -59,11 +59,9 @@ def cycle_config(cfg: DMSAEConfig, cycle: int) -> DMSAEConfig:
 
 def _data(cfg, lm=None):
     "Training and held-out caches (built on first use) and the held-out tokens."
-    from dmsae.model import lm_for
-    lm = lm_for(cfg, lm)
+    lm, held, ctx = heldout_data(cfg, lm)
     train = build_activation_cache(cfg, "train", lm, progress=False)
-    held = build_activation_cache(cfg, "heldout", lm, progress=False)
-    return lm, train, held, Contexts.load(held.root / "tokens.npz").tokens
+    return lm, train, held, ctx.tokens
 
 # %% ../nbs/11_distill.ipynb #fa97cb88
 def _attribution(cfg: DMSAEConfig, folder: Path, lm, sae, held, htok, progress: bool) -> Attribution:

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from .config import DMSAEConfig, get_config, atomic_write, atomic_write_json, atomic_write_text
 from .data import Contexts
 from .model import LM, load_lm
-from .activations import build_activation_cache
+from .activations import build_activation_cache, heldout_data
 from .heldout import score_mask, heldout_batches, spliced_loss
 from .attribution import NONFINITE_CAUSES
 from .sae import load_sae
@@ -478,9 +478,8 @@ def evaluate_run(run_dir, # run directory; every folder below it with a `dmsae.j
                 ) -> list[dict]:
     "Evaluate every SAE under `run_dir` into one tidy table (one row per SAE and level), saved as CSV and Markdown."
     run_dir, saes, cfg = run_saes(run_dir, cfg)
-    if lm is None: lm = load_lm(cfg.model_name, cfg.device, cfg.model_dtype)
-    held = build_activation_cache(cfg, "heldout", lm, progress=progress)
-    toks = Contexts.load(held.root / "tokens.npz").tokens
+    lm, held, ctx = heldout_data(cfg, lm, progress)
+    toks = ctx.tokens
     key = dict(cache=held.root.name, n_contexts=n_contexts, levels=levels, mask=mask, version=2)
     calib = None
     if target_l0 is not None:

@@ -10,8 +10,8 @@ import numpy as np, pandas as pd, torch
 from safetensors.torch import save_file, load_file
 from .config import DMSAEConfig, get_config, resolve_path, atomic_write, atomic_write_json, regime
 from .data import Contexts, build_embedded_corpus
-from .model import load_lm
-from .activations import build_activation_cache
+from .model import lm_for
+from .activations import build_activation_cache, heldout_data
 from .attribution import Attribution
 from .sae import load_sae
 from .train import train_sae, input_scale
@@ -34,6 +34,9 @@ VARIANTS = { # name -> (config overrides, what it changes)
     # tau = 0.25 is applied again in every cycle, to candidates that include the core, so the core shrinks (46, 20,
     # 19 latents at k = 80); a cap holds the paper's core / k in every cycle instead (**deviation**: the paper has tau)
     "core_n50": (dict(core_max=50), "tau = 0.9 and at most 50 core latents: core / k = 0.62 at k = 80 in every cycle"),
+    # the capped ReLU core fires on ~90% of the tokens (its 50 latents fired on ~31% in cycle 0, where BatchTopK gated
+    # them): the same cap with the core inside BatchTopK asks whether a sparse core does better than a dense one
+    "core_n50_topk": (dict(core_max=50, core_act="batchtopk"), "core_n50 with the core competing in BatchTopK"),
 }
 
 def study_config(profile: str, # a profile of `dmsae.config.PROFILES` (`study`, `tiny`, ...)
@@ -124,7 +127,7 @@ def run_chunk(cfg: DMSAEConfig, # the chunk's config (`study_config`)
     rec = json.loads(rec_p.read_text()) if rec_p.exists() else {}
     todo = [s for s in chunk_stages(cfg) if s not in rec]
     for s in todo[:max_stages]:
-        lm = lm or load_lm(cfg.model_name, cfg.device, cfg.model_dtype)
+        lm = lm_for(cfg, lm)
         t0 = time.time()
         if s == "distill": _distill_stage(cfg, variant, out, lm, progress)
         else: _k_stage(cfg, variant, out, lm, int(s[1:]), progress)
@@ -175,10 +178,9 @@ def convergence_run(cfg: DMSAEConfig, # the study config (its k, steps, data)
     "Train one plain Matryoshka SAE with `HeldoutFVU` on the held-out calibration contexts; the curve (kept)."
     out = Path(root) / "convergence.json"
     if out.exists(): return json.loads(out.read_text())["curve"]
-    lm = lm or load_lm(cfg.model_name, cfg.device, cfg.model_dtype)
+    lm, held, ctx = heldout_data(cfg, lm, progress)
     train = build_activation_cache(cfg, "train", lm, progress=progress)
-    held = build_activation_cache(cfg, "heldout", lm, progress=progress)
-    toks = Contexts.load(held.root / "tokens.npz").tokens
+    toks = ctx.tokens
     rows = calibration_rows(held, toks, cfg.eval_contexts, int(held.meta.get("bos_id", 0)))
     mon = HeldoutFVU(rows, input_scale(train, cfg.batch_size, cfg.seed), max(1, cfg.n_steps // points))
     train_sae(cfg, train, resolve_path(cfg.run_dir) / "convergence", progress=progress, callback=mon)
