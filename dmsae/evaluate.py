@@ -19,12 +19,12 @@ from .attribution import NONFINITE_CAUSES
 from .sae import load_sae
 
 # %% auto #0
-__all__ = ['REFERENCE', 'SAE_DIR_RE', 'TABLE_COLS', 'FINITE_METRICS', 'ReconStats', 'kl_div', 'ce_recovered',
-           'level_reconstructions', 'eval_levels', 'special_mask', 'saebench_ignore_ids', 'eval_mask',
-           'ReferenceRuns', 'SpliceStats', 'evaluate_sae', 'max_cosine', 'core_vectors', 'core_match',
-           'l0_threshold', 'find_saes', 'sae_info', 'run_config', 'run_saes', 'sae_key', 'stored_result',
-           'to_markdown', 'write_table', 'calibration_rows', 'calibrate', 'check_finite', 'evaluate_folder',
-           'evaluate_run']
+__all__ = ['REFERENCE', 'SAE_DIR_RE', 'TABLE_COLS', 'CSV_FLOAT', 'FINITE_METRICS', 'ReconStats', 'kl_div',
+           'ce_recovered', 'level_reconstructions', 'eval_levels', 'special_mask', 'saebench_ignore_ids',
+           'eval_mask', 'ReferenceRuns', 'SpliceStats', 'evaluate_sae', 'max_cosine', 'core_vectors',
+           'core_match', 'l0_threshold', 'find_saes', 'sae_info', 'run_config', 'run_saes', 'sae_key',
+           'stored_result', 'to_markdown', 'write_table', 'calibration_rows', 'calibrate', 'check_finite',
+           'evaluate_folder', 'evaluate_run']
 
 # %% ../nbs/12_evaluate.ipynb #f1fc16ac
 class ReconStats:
@@ -378,12 +378,15 @@ def to_markdown(rows: list[dict], # table rows
     lines += ["| " + " | ".join(_fmt(r.get(col)) for col in cols) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
+# %% ../nbs/12_evaluate.ipynb #637e57e3
+CSV_FLOAT = "%.10g" # float format of every CSV table (`write_table`, the paper notebooks' tables)
+
 # %% ../nbs/12_evaluate.ipynb #3e7912df
 def _write_csv(path, rows: list[dict], cols: list[str]):
     with open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=cols)
         w.writeheader()
-        w.writerows(rows)
+        w.writerows([{c: (CSV_FLOAT % v if isinstance(v, float) else v) for c, v in r.items()} for r in rows])
 
 def write_table(rows: list[dict], # table rows
                 path, # output stem: writes `path.csv` (all columns) and `path.md` (the main columns)

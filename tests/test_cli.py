@@ -52,3 +52,20 @@ def test_stage_history_is_kept_within_one_config():
     c = new_stamp(b, "key2", tiny, 5.0, "day 3")                  # another config: a new history
     assert (c["config"], c["seconds"], c["history"]) == (tiny, 5.0, [])
     assert new_stamp({"key": "old", "seconds": 9.0}, "key3", small, 1.0, "x")["history"] == []  # stamp without config
+
+def test_compare_figures_leaves_out_wall_times(tmp_path):
+    "tools/compare_figures.py: equal tables up to timing columns are identical; a changed number is reported."
+    sys.path.insert(0, str(ROOT / "tools"))
+    from compare_figures import main
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d, t, fvu in ((a, "12.5", "0.4511"), (b, "80.1", "0.4511")):
+        (d / "latents").mkdir(parents=True)
+        (d / "table_cycles.csv").write_text(f"cycle,fvu,train_s\n0,{fvu},{t}\n")
+        (d / "table_cycles.md").write_text(f"| cycle | fvu | train_s |\n|---|---|---|\n| 0 | {fvu} | {t} |\n")
+        (d / "latents" / "core_top.md").write_text("| latent |\n|---|\n| 3 |\n")
+        (d / "table_stage_times.md").write_text(f"| stage | s |\n|---|---|\n| x | {t} |\n")
+    assert main([str(a), str(b)]) == 0
+    (b / "table_cycles.csv").write_text("cycle,fvu,train_s\n0,0.4512,3\n")
+    assert main([str(a), str(b)]) == 1
+    (b / "latents" / "core_top.md").unlink()
+    assert main([str(a), str(b)]) == 2
