@@ -10,13 +10,14 @@ from pathlib import Path
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['DEFAULT_MODEL', 'BOOKKEEPING', 'DISTILL_ONLY', 'LATE_FIELDS', 'CORE_BUDGETS', 'CORE_ACTS', 'KINDS',
-           'ITEM_TYPES', 'PLURALS', 'DEVICE_RE', 'SAEBENCH_EVALS', 'MINIATURE', 'PROFILES', 'OLD_SMALL',
-           'D_MODEL', 'PAPER_REGIME', 'dmsae_home', 'project_root', 'resolve_path', 'DMSAEConfig', 'refuse',
-           'check_choice', 'check_k', 'check_group_fractions', 'field_kinds', 'is_kind', 'type_words',
-           'check_type', 'check_types', 'check_field_names', 'check_list', 'get_config', 'regime',
-           'RegimeWarning', 'regime_warnings', 'atomic_write', 'read_checked', 'atomic_write_text',
-           'atomic_write_json', 'sha256_file', 'save_config', 'load_config', 'config_hash']
+__all__ = ['DEFAULT_MODEL', 'BOOKKEEPING', 'DISTILL_ONLY', 'LATE_FIELDS', 'CORE_ONLY', 'CORE_BUDGETS', 'CORE_ACTS',
+           'KINDS', 'ITEM_TYPES', 'PLURALS', 'DEVICE_RE', 'SAEBENCH_EVALS', 'MINIATURE', 'PROFILES',
+           'OLD_SMALL', 'D_MODEL', 'PAPER_REGIME', 'dmsae_home', 'project_root', 'resolve_path',
+           'DMSAEConfig', 'refuse', 'check_choice', 'check_k', 'check_group_fractions', 'field_kinds',
+           'is_kind', 'type_words', 'check_type', 'check_types', 'check_field_names', 'check_list',
+           'get_config', 'regime', 'RegimeWarning', 'regime_warnings', 'atomic_write', 'read_checked',
+           'atomic_write_text', 'atomic_write_json', 'sha256_file', 'save_config', 'load_config',
+           'config_hash']
 
 # %% ../nbs/01_config.ipynb #f62cd018
 def dmsae_home() -> Path:
@@ -47,6 +48,9 @@ DISTILL_ONLY = ("n_cycles", "tau", "score", "score_quantile", "core_max")
 # fields added after runs were recorded: at these defaults they are left out of `identity` (and of the cache key),
 # so folders recorded before the field existed keep their identity; any other value is part of it
 LATE_FIELDS = {"separator": "bos", "core_max": None}
+# fields that act on a core only: a training without one takes their defaults in its identity, so the same core-free
+# SAE (plain Matryoshka, cycle 0) is one run whatever they say
+CORE_ONLY = {"core_act": "relu", "core_budget": "total"}
 
 @dataclass
 class DMSAEConfig:
@@ -146,11 +150,14 @@ class DMSAEConfig:
     def to_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
-    def identity(self, stage: str = "train") -> dict:
+    def identity(self, stage: str = "train", # `train` or `distill`
+                 core: bool = True, # False: a training without a core (`CORE_ONLY` fields at their defaults)
+                ) -> dict:
         "The fields that decide the result of stage `train` or `distill` (no bookkeeping fields)."
         drop = set(BOOKKEEPING) | (set(DISTILL_ONLY) if stage == "train" else set())
         drop |= {k for k, v in LATE_FIELDS.items() if getattr(self, k) == v}
-        return {k: v for k, v in self.to_dict().items() if k not in drop}
+        vals = self.to_dict() if core else {**self.to_dict(), **CORE_ONLY}
+        return {k: v for k, v in vals.items() if k not in drop}
 
 # %% ../nbs/01_config.ipynb #e2065ea2
 def refuse(bad: bool, # the impossible condition

@@ -86,7 +86,7 @@ def _reuse_baselines(cfg: DMSAEConfig, # the chunk's config (`study_config`)
                     ) -> list[str]:
     "Copy finished core-free baselines at `k` from other chunks of the same seed that trained them identically."
     here = resolve_path(cfg.run_dir)
-    want = cfg.replace(k=k).identity("train")
+    want = cfg.replace(k=k).identity("train", core=False)   # the baselines have no core
     copied = []
     for m in SHARED_METHODS:
         name = f"{m}_k{k}_s{cfg.seed}"

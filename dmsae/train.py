@@ -322,7 +322,8 @@ def _run_key(cfg: DMSAEConfig, n_steps: int, core: torch.Tensor | None, d_in: in
              sae_kwargs: dict) -> dict:
     "What makes two training runs the same run."
     core_hash = None if core is None else hashlib.sha256(core.numpy().tobytes()).hexdigest()[:16]
-    return dict(config=cfg.identity("train"), n_steps=n_steps, n_core=0 if core is None else int(core.shape[0]),
+    return dict(config=cfg.identity("train", core=core is not None), n_steps=n_steps,
+                n_core=0 if core is None else int(core.shape[0]),
                 core_hash=core_hash, d_in=d_in, dense=dense, sae_kwargs=sae_kwargs)
 
 def _finished_run(out_dir: Path, run_key: dict, device: str) -> SAE | None:
