@@ -11,8 +11,7 @@ from typing import Callable
 import numpy as np, torch, torch.nn.functional as F
 from tqdm.auto import tqdm
 from .config import DMSAEConfig, get_config, atomic_write, atomic_write_json, atomic_write_text
-from .data import Contexts
-from .model import LM, load_lm
+from .model import LM
 from .activations import build_activation_cache, heldout_data
 from .heldout import score_mask, heldout_batches, spliced_loss
 from .attribution import NONFINITE_CAUSES

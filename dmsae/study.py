@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch
 from safetensors.torch import save_file, load_file
 from .config import DMSAEConfig, get_config, resolve_path, atomic_write, atomic_write_json, regime
-from .data import Contexts, build_embedded_corpus
+from .data import build_embedded_corpus
 from .model import lm_for
 from .activations import build_activation_cache, heldout_data
 from .attribution import Attribution

@@ -5,7 +5,7 @@ usage: python tools/compare_figures.py A B
 
 Every table (`*.md`, `*.csv`, also under `latents/`) of A is compared with the same file in B. Wall times are not
 results: `table_stage_times.*` is skipped, and in the other tables the columns named `*_s`, `*tok_per_s*` or
-`seconds` are left out before comparing. A file is `identical` when its bytes match once those columns are gone,
+`seconds` are left out before comparing. A file is `identical` when its cells match once those columns are gone,
 else `differs` with the largest relative difference of its numeric cells and the columns where they differ.
 Exit status 0 when every table is identical, 1 otherwise (2: a file is missing)."""
 import csv, io, re, sys
