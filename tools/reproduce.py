@@ -37,9 +37,8 @@ def digest(*paths) -> str:
 
 def config_id(profile: str, params: dict) -> str:
     "Hash of the profile's config with the parameter file's overrides; stage times are compared within one only."
-    from dataclasses import asdict
     from dmsae.config import config_hash, get_config
-    return config_hash(asdict(get_config(profile, **(params.get("config") or {}))))
+    return config_hash(get_config(profile, **(params.get("config") or {})).to_dict())
 
 def new_stamp(prev: dict, key: str, cfg_id: str, seconds: float, finished: str) -> dict:
     "A stage's stamp after a run: its key, config and time, with the earlier runs' times under the same config."
