@@ -249,5 +249,6 @@ def transfer(cfg: DMSAEConfig, # run config: `transfer_ks`, `seeds`
         for seed, k, m in _grid(methods, ks, seeds, cm_ks):
             kw = _method_kwargs(m, core, core_ids, base_steps, cfg.n_cycles, seed)
             folder = root / "transfer" / f"{m}_k{k}_s{seed}"
+            kw.update(same_as=[root / "distill" / "cycle_0" / "sae"])   # the plain SAE at cfg.k is cycle 0: copied
             out.append(_train_transfer(cfg, train, folder, m, k, seed, kw, progress))
     return out

@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_train.ipynb #efc3714d
 from __future__ import annotations
-import contextlib, copy, csv, hashlib, json, math, os, warnings
+import contextlib, copy, csv, hashlib, json, math, os, shutil, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -333,6 +333,18 @@ def _finished_run(out_dir: Path, run_key: dict, device: str) -> SAE | None:
     if not (meta.get("complete") and meta.get("run_key") == json.loads(json.dumps(run_key))): return None
     return load_sae(out_dir, device=device)
 
+# %% ../nbs/08_train.ipynb #355db963
+def _copy_finished(sources, # folders where the same run may have finished already (another stage's training)
+                   out_dir: Path, run_key: dict, device: str) -> SAE | None:
+    "Copy the first of `sources` holding a finished run with this key into `out_dir` (`dmsae.json` last); its SAE."
+    for src in map(Path, sources):
+        if src.resolve() == out_dir.resolve() or _finished_run(src, run_key, device) is None: continue
+        saved = [f for f in src.iterdir() if f.is_file() and f.suffix in (".json", ".csv", ".safetensors")]
+        for f in sorted(saved, key=lambda f: f.name == "dmsae.json"):
+            atomic_write(out_dir / f.name, lambda tmp, f=f: shutil.copyfile(f, tmp))
+        return load_sae(out_dir, device=device)
+    return None
+
 # %% ../nbs/08_train.ipynb #6f17f045
 def _start(cfg: DMSAEConfig, source, core, sae_kwargs: dict, n_steps: int, **kw) -> TrainState:
     "A new run: input scale, an SAE with `b_dec` at the geometric median of the first scaled batch, step 0."
@@ -420,6 +432,7 @@ def train_sae(cfg: DMSAEConfig, # run config
               keep_checkpoint: bool = False, # keep `checkpoint.pt` after the run finished
               callback=None, # `callback(step, sae)` after every step
               sae_kwargs: dict | None = None, # extra `SAE` arguments (e.g. `k_aux`)
+              same_as=(), # with `resume`: folders where this very run may have finished already (copied, not rerun)
              ) -> tuple[SAE, list]:
     "Train one (DM)SAE; returns the SAE in raw activation units and the history."
     from tqdm.auto import tqdm
@@ -439,6 +452,10 @@ def train_sae(cfg: DMSAEConfig, # run config
     # resumable runs (the pipeline's) take turns on a folder: a second trainer waits, then finds the run finished
     with folder_lock(out_dir / ".lock") if resume else contextlib.nullcontext():
         done = _finished_run(out_dir, run_key, cfg.device) if resume else None
+        if done is None and resume and same_as:
+            if is_main(): _copy_finished(same_as, out_dir, run_key, cfg.device)
+            barrier()
+            done = _finished_run(out_dir, run_key, cfg.device)
         if done is not None: return done, done.history
         if is_main():                                   # the regime this training really runs (steps, SAE options)
             opts = {key: v for key, v in sae_kwargs.items() if key in ("core_act", "core_budget", "dead_tokens")}
