@@ -53,6 +53,24 @@ def test_stage_history_is_kept_within_one_config():
     assert (c["config"], c["seconds"], c["history"]) == (tiny, 5.0, [])
     assert new_stamp({"key": "old", "seconds": 9.0}, "key3", small, 1.0, "x")["history"] == []  # stamp without config
 
+def test_interrupted_attempts_count_in_the_stage_time(tmp_path):
+    "A stage resumed after a kill reports the time of its interrupted attempts too (executed/<stage>.partial.json)."
+    sys.path.insert(0, str(ROOT / "tools"))
+    import logging, types
+    from reproduce import Progress, carried_time, new_stamp
+    partial, ticks = tmp_path / "03_stage.partial.json", []
+    assert carried_time(partial, "cfg") == 0.0                            # no interrupted attempt
+    cells = [types.SimpleNamespace(cell_type="code", source="train()")]
+    h = Progress("03_stage", cells, out=open(os.devnull, "w"), every=0.0, on_tick=ticks.append)
+    h.emit(logging.LogRecord("papermill", logging.INFO, "", 0, "Executing Cell 1----", None, None))
+    assert len(ticks) == 1 and ticks[0] >= 0.0
+    partial.write_text(json.dumps(dict(config="cfg", seconds=1200.0)))   # what the killed attempt left
+    assert (carried_time(partial, "cfg"), carried_time(partial, "other config")) == (1200.0, 0.0)
+    s = new_stamp({}, "key", "cfg", 300.0, "day 2", carried=carried_time(partial, "cfg"))
+    assert (s["seconds"], s["carried"]) == (1500.0, 1200.0)
+    partial.write_text('{"config": "cfg", "sec')                        # cut short by the kill
+    assert carried_time(partial, "cfg") == 0.0
+
 def test_compare_figures_leaves_out_wall_times(tmp_path):
     "tools/compare_figures.py: equal tables up to timing columns are identical; a changed number is reported."
     sys.path.insert(0, str(ROOT / "tools"))

@@ -12,7 +12,9 @@ progress bars, at most one progress line per 15 s) is streamed, indented.
 Each stage's wall time goes into its stamp (with the earlier runs' times under the same config: a changed profile or
 override starts a new history) and into
 figures/<profile>/table_stage_times.md: a rerun reuses finished work (caches, trained SAEs, evaluations),
-so the longest run of a stage is the one from scratch.
+so the longest run of a stage is the one from scratch. A stage that was interrupted (killed, machine gone) and
+resumed later counts the time of its interrupted attempts too: while it runs, executed/<stage>.partial.json holds
+the time spent so far, and the attempt that finishes adds it to its own (`carried` in the stamp).
 
 Figures carry no run date (SOURCE_DATE_EPOCH=0, fixed SVG ids), so a rerun rewrites them byte for byte.
 
@@ -40,15 +42,24 @@ def config_id(profile: str, params: dict) -> str:
     from dmsae.config import config_hash, get_config
     return config_hash(get_config(profile, **(params.get("config") or {})).to_dict())
 
-def new_stamp(prev: dict, key: str, cfg_id: str, seconds: float, finished: str) -> dict:
-    "A stage's stamp after a run: its key, config and time, with the earlier runs' times under the same config."
+def new_stamp(prev: dict, key: str, cfg_id: str, seconds: float, finished: str, carried: float = 0.0) -> dict:
+    """A stage's stamp after a run: its key, config and time (`carried`: seconds of interrupted earlier attempts of
+    this run, included in `seconds`), with the earlier runs' times under the same config."""
     if prev.get("config") != cfg_id: prev = {}  # another config: its times say nothing about this one
     last = [dict(seconds=prev["seconds"], finished=prev.get("finished", ""))] if "seconds" in prev else []
     history = (prev.get("history", []) + last)[-10:]
-    return dict(key=key, config=cfg_id, seconds=seconds, finished=finished, history=history)
+    return dict(key=key, config=cfg_id, seconds=round(seconds + carried, 1), carried=round(carried, 1),
+                finished=finished, history=history)
+
+def carried_time(partial: Path, cfg_id: str) -> float:
+    "Seconds that interrupted attempts of a stage spent under this config (its `.partial.json`), else 0."
+    try: d = json.loads(partial.read_text()) if partial.exists() else {}
+    except ValueError: d = {}                      # cut short by the kill that interrupted the attempt
+    return float(d.get("seconds", 0.0)) if d.get("config") == cfg_id else 0.0
 
 def write_stage_times(executed: Path, figs: Path):
-    "table_stage_times.{md,csv}: each stage's last and longest (= from scratch) wall time, from the stamps."
+    """table_stage_times.{md,csv}: each stage's last and longest (= from scratch) wall time, from the stamps; a run's
+    time includes its interrupted attempts."""
     rows = []
     for st in sorted(executed.glob("*.done.json")):
         d = json.loads(st.read_text())
@@ -74,9 +85,11 @@ class Progress(logging.Handler):
     the cells' output, indented; progress bars at most once per `every` seconds."""
     QUIET = ("Input Notebook", "Output Notebook", "Working directory", "Executing notebook with kernel")
 
-    def __init__(self, stage: str, cells: list, out=sys.stdout, every: float = 15.0, max_lines: int = 20):
+    def __init__(self, stage: str, cells: list, out=sys.stdout, every: float = 15.0, max_lines: int = 20,
+                 on_tick=None): # on_tick(elapsed seconds): called at most once per `every` seconds
         super().__init__(logging.INFO)
         self.stage, self.cells, self.out, self.every, self.max_lines = stage, cells, out, every, max_lines
+        self.on_tick, self.t_tick = on_tick, time.time()
         self.t0 = self.t_cell = time.time()
         self.t_bar, self.last_done = 0.0, None
         self.n_code = sum(c.cell_type == "code" for c in cells)
@@ -86,6 +99,9 @@ class Progress(logging.Handler):
         print(f"[{self.stage} +{hms(time.time() - self.t0)}] {text}", file=self.out, flush=True)
 
     def emit(self, record):
+        if self.on_tick is not None and time.time() - self.t_tick >= self.every:
+            self.t_tick = time.time()
+            self.on_tick(self.t_tick - self.t0)
         msg = record.getMessage()
         m = re.match(r"(Executing|Ending) Cell (\d+)", msg)
         if m:
@@ -122,8 +138,12 @@ def run_stage(nb: Path, out: Path, params: dict, key: str, kernel: str, cfg_id: 
     cells = parameterize_notebook(load_notebook_node(str(nb)), params, kernel_name=kernel).cells
     print(f"[reproduce] {nb.name} (profile {params.get('profile')}): {sum(c.cell_type == 'code' for c in cells)} "
           f"code cells, executed copy in {rel_out}", flush=True)
+    partial = out / f"{nb.stem}.partial.json"
+    carried = carried_time(partial, cfg_id)        # interrupted attempts of this stage under this config
+    if carried: print(f"[reproduce] {nb.name}: interrupted attempts so far took {hms(carried)}", flush=True)
+    def tick(elapsed): partial.write_text(json.dumps(dict(config=cfg_id, seconds=round(carried + elapsed, 1))))
     log = logging.getLogger("papermill")
-    handler, level, propagate = Progress(nb.stem, cells), log.level, log.propagate
+    handler, level, propagate = Progress(nb.stem, cells, on_tick=tick), log.level, log.propagate
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False
@@ -140,8 +160,10 @@ def run_stage(nb: Path, out: Path, params: dict, key: str, kernel: str, cfg_id: 
     seconds = round(time.time() - t0, 1)
     stamp = out / f"{nb.stem}.done.json"
     prev = json.loads(stamp.read_text()) if stamp.exists() else {}
-    stamp.write_text(json.dumps(new_stamp(prev, key, cfg_id, seconds, time.strftime("%Y-%m-%d %H:%M:%S"))))
-    print(f"[reproduce] {nb.name} done in {hms(seconds)} ({seconds}s)", flush=True)
+    stamp.write_text(json.dumps(new_stamp(prev, key, cfg_id, seconds, time.strftime("%Y-%m-%d %H:%M:%S"), carried)))
+    partial.unlink(missing_ok=True)
+    also = f", plus {hms(carried)} in interrupted attempts" if carried else ""
+    print(f"[reproduce] {nb.name} done in {hms(seconds)} ({seconds}s{also})", flush=True)
 
 def refresh_readme(figs: Path):
     "Regenerate README.md when it quotes files of this profile's figures folder."
