@@ -102,20 +102,24 @@ def run_cycle(cfg: DMSAEConfig, # run config
              ) -> dict:
     "Train, attribute and select for one cycle; each stage is skipped when its outputs exist. Returns its record."
     folder.mkdir(parents=True, exist_ok=True)
+    sel_p = folder / "selection.json"
+    earlier = json.loads(sel_p.read_text())["record"] if sel_p.exists() else {}   # an earlier attempt's record
+    had_attribution = (folder / "attribution" / "attribution.json").exists()
     times = {}
     t0 = time.time()
     sae, hist = train_sae(cycle_config(cfg, cycle), train, folder / "sae", core=core, core_ids=core_ids, resume=True,
                           progress=progress)
-    times["train_s"] = time.time() - t0
+    times["train_s"] = sae.meta.get("train_seconds", time.time() - t0)    # over all attempts, also when loaded
     t0 = time.time()
     att = _attribution(cfg, folder, lm, sae, held, htok, progress)
     times["attribute_s"] = time.time() - t0
+    if had_attribution and "attribute_s" in earlier: times["attribute_s"] = earlier["attribute_s"]  # loaded
     n_cand = len(att.mean_abs)
     sel = select_core(att.scores(cfg.score), cfg.tau, candidate_ids(core_ids, n_cand, cycle), max_n=cfg.core_max)
     new_core = sae.W_enc.detach()[:, sel.indices].t().contiguous()
     if is_main(): save_core(folder / "core.safetensors", new_core, sel.ids, cycle=cycle, tau=cfg.tau, score=cfg.score)
     rec = _cycle_record(cycle, core_ids, sel, n_cand, att, hist, times)
-    if is_main(): atomic_write_json(folder / "selection.json", dict(record=rec, **sel.to_dict()))
+    if is_main(): atomic_write_json(sel_p, dict(record=rec, **sel.to_dict()))
     barrier()                                   # under torchrun: rank 0 wrote the cycle's files, every rank reads them
     return rec
 
@@ -219,7 +223,7 @@ def _train_transfer(cfg: DMSAEConfig, train, folder: Path, m: str, k: int, seed:
     last = hist[-1] if hist else {}
     rec = dict(method=m, k=k, seed=seed, n_core=sae.n_core, steps=kw["n_steps"], folder=f"transfer/{folder.name}",
                fvu=last.get("fvu"), l0=last.get("l0"), l0_core=last.get("l0_core"), dead_frac=last.get("dead_frac"),
-               seconds=round(time.time() - t0, 1))
+               seconds=round(sae.meta.get("train_seconds", time.time() - t0), 1))   # over all attempts
     if is_main(): atomic_write_json(folder / "transfer.json", rec)
     return rec
 

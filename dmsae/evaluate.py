@@ -348,8 +348,12 @@ def run_saes(run_dir, # a run directory
 def sae_key(path, # an SAE folder
             key: dict, # the evaluation settings
            ) -> dict:
-    "`key` plus a hash of the folder's `dmsae.json`: a retrained SAE gets a new key."
-    return dict(key, sae=hashlib.sha256((Path(path) / "dmsae.json").read_bytes()).hexdigest()[:16])
+    """`key` plus a hash of the folder's `dmsae.json` without its wall time (`train_seconds`): a retrained SAE gets a
+    new key, the same SAE trained twice the same one."""
+    text = (Path(path) / "dmsae.json").read_text()
+    meta = json.loads(text)
+    if meta.pop("train_seconds", None) is not None: text = json.dumps(meta, indent=1, default=str)   # as saved
+    return dict(key, sae=hashlib.sha256(text.encode()).hexdigest()[:16])
 
 # %% ../nbs/12_evaluate.ipynb #1bcfb30e
 def stored_result(path, # a JSON result file with a `key` field

@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_train.ipynb #efc3714d
 from __future__ import annotations
-import contextlib, copy, csv, hashlib, json, math, os, shutil, warnings
+import contextlib, copy, csv, hashlib, json, math, os, shutil, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -175,6 +175,12 @@ class TrainState:
     loss_fn: Callable | None = None # `sae.training_loss`, or its data-parallel wrapper
     rows: slice | None = None # this rank's rows of the global batch (data-parallel only)
     hook: object = None # the data-parallel core-gradient hook, removed at the end
+    seconds: float = 0.0 # wall seconds of earlier attempts, up to the checkpoint this one resumed from
+    t_open: float = field(default_factory=time.time) # when this attempt opened the run
+
+    def elapsed(self) -> float:
+        "Wall seconds the run has taken so far over all its attempts (steps redone after a kill counted once more)."
+        return self.seconds + time.time() - self.t_open
 
     def __post_init__(self):
         if self.acc is None: self.acc = _fresh_acc(len(self.sae.cfg.prefixes))
@@ -364,7 +370,8 @@ def _save_state(state: TrainState, path: Path):
     save_checkpoint(path, run_key=state.run_key, sae_cfg=state.sae.cfg.to_dict(), sae=state.sae.state_dict(),
                     opt=state.opt.state_dict(), sched=state.sched.state_dict(), step=state.step,
                     epoch=state.stream.epoch, pos=state.stream.pos, scale=state.scale, history=state.history,
-                    acc=state.acc, core_ids=state.core_ids, rng=torch.get_rng_state())
+                    acc=state.acc, core_ids=state.core_ids, rng=torch.get_rng_state(),
+                    seconds=state.elapsed())
 
 def _resume(ck: dict, # a checkpoint of this run
             cfg: DMSAEConfig, source, n_steps: int, **kw) -> TrainState:
@@ -374,7 +381,8 @@ def _resume(ck: dict, # a checkpoint of this run
     stream = _Stream(source, cfg.batch_size, cfg.seed, ck["epoch"], ck["pos"])
     torch.set_rng_state(ck["rng"])
     state = make_state(sae.to(torch.device(cfg.device)), cfg, n_steps, ck["scale"], stream=stream, step=ck["step"],
-                       history=ck["history"], acc=ck["acc"], core_ids=ck["core_ids"], **kw)
+                       history=ck["history"], acc=ck["acc"], core_ids=ck["core_ids"],
+                       seconds=ck.get("seconds", 0.0), **kw)
     state.opt.load_state_dict(ck["opt"])
     state.sched.load_state_dict(ck["sched"])
     return state
@@ -409,7 +417,8 @@ def _finish(state: TrainState, cfg: DMSAEConfig, out_dir: Path, n_steps: int, ke
         _write_history_csv(out_dir, state.history)
         save_sae(final, out_dir, history=state.history, config=cfg.to_dict(), core_ids=state.core_ids,
                  scale=state.scale, n_steps=n_steps, tokens=n_steps * cfg.batch_size,
-                 level_widths=final.cfg.level_widths, complete=True, run_key=state.run_key)
+                 level_widths=final.cfg.level_widths, complete=True, run_key=state.run_key,
+                 train_seconds=round(state.elapsed(), 1))
         if not keep_checkpoint and ckpt_path.exists(): ckpt_path.unlink()
         ckpt_path.with_name(ckpt_path.name + ".tmp").unlink(missing_ok=True)   # left over if a run was killed
     barrier()
