@@ -1,6 +1,6 @@
 """What is pinned (pins/corpus.json, pins/constraints.txt, the corpus archives and the model file) is well-formed and
 agrees with the committed figures; results name no folder of the machine; `make reproduce` stops on another corpus."""
-import io, json, logging, os, re, subprocess, sys, types
+import csv, io, json, logging, os, re, subprocess, sys, types
 from importlib import metadata
 from pathlib import Path
 import pytest
@@ -38,9 +38,12 @@ def test_figures_table_check_catches_another_corpus(tmp_path):
     pins = load_pins()
     (tmp_path / "small").mkdir()
     table = (ROOT / "figures" / "small" / "table_corpus.csv").read_text()
-    (tmp_path / "small" / "table_corpus.csv").write_text(table.replace("5b3594189d6ef9a6", "50eb63e7f636c428"))
+    first = next(csv.DictReader(io.StringIO(table)))                  # one source's archive, as committed
+    (tmp_path / "small" / "table_corpus.csv").write_text(table.replace(first["archive_sha256"], "0123456789abcdef"))
+    pinned = pins["corpus"][pins["figures"]["small"]]["sources"][first["source"]]["archive_sha256"]
+    assert pinned.startswith(first["archive_sha256"])                 # the table shows the pin's first 16 digits
     assert figures_table_problems("small", pins, tmp_path) == [
-        "small/pydocs: archive hash 50eb63e7f636c428 != 5b3594189d6ef9a6"]
+        f"small/{first['source']}: archive hash 0123456789abcdef != {pinned}"]
 
 MACHINE_PATH = re.compile(r"(?<![\w.$~-])/(tmp|root|home|Users|work|private|var/folders|mnt|scratch)/")
 
