@@ -332,23 +332,26 @@ def _run_key(cfg: DMSAEConfig, n_steps: int, core: torch.Tensor | None, d_in: in
                 n_core=0 if core is None else int(core.shape[0]),
                 core_hash=core_hash, d_in=d_in, dense=dense, sae_kwargs=sae_kwargs)
 
+def _is_finished(out_dir: Path, run_key: dict) -> bool:
+    "Whether `out_dir` holds a finished run with this key (its `dmsae.json` only; the weights are not read)."
+    if not (out_dir / "dmsae.json").exists(): return False
+    meta = json.loads((out_dir / "dmsae.json").read_text())
+    return bool(meta.get("complete") and meta.get("run_key") == json.loads(json.dumps(run_key)))
+
 def _finished_run(out_dir: Path, run_key: dict, device: str) -> SAE | None:
     "The SAE that a finished run with this key saved in `out_dir`, or None."
-    if not (out_dir / "dmsae.json").exists(): return None
-    meta = json.loads((out_dir / "dmsae.json").read_text())
-    if not (meta.get("complete") and meta.get("run_key") == json.loads(json.dumps(run_key))): return None
-    return load_sae(out_dir, device=device)
+    return load_sae(out_dir, device=device) if _is_finished(out_dir, run_key) else None
 
 # %% ../nbs/08_train.ipynb #355db963
 def _copy_finished(sources, # folders where the same run may have finished already (another stage's training)
-                   out_dir: Path, run_key: dict, device: str) -> SAE | None:
-    "Copy the first of `sources` holding a finished run with this key into `out_dir` (`dmsae.json` last); its SAE."
+                   out_dir: Path, run_key: dict) -> Path | None:
+    "Copy the first of `sources` holding a finished run with this key into `out_dir` (`dmsae.json` last); that source."
     for src in map(Path, sources):
-        if src.resolve() == out_dir.resolve() or _finished_run(src, run_key, device) is None: continue
+        if src.resolve() == out_dir.resolve() or not _is_finished(src, run_key): continue
         saved = [f for f in src.iterdir() if f.is_file() and f.suffix in (".json", ".csv", ".safetensors")]
         for f in sorted(saved, key=lambda f: f.name == "dmsae.json"):
             atomic_write(out_dir / f.name, lambda tmp, f=f: shutil.copyfile(f, tmp))
-        return load_sae(out_dir, device=device)
+        return src
     return None
 
 # %% ../nbs/08_train.ipynb #6f17f045
@@ -462,7 +465,7 @@ def train_sae(cfg: DMSAEConfig, # run config
     with folder_lock(out_dir / ".lock") if resume else contextlib.nullcontext():
         done = _finished_run(out_dir, run_key, cfg.device) if resume else None
         if done is None and resume and same_as:
-            if is_main(): _copy_finished(same_as, out_dir, run_key, cfg.device)
+            if is_main(): _copy_finished(same_as, out_dir, run_key)
             barrier()
             done = _finished_run(out_dir, run_key, cfg.device)
         if done is not None: return done, done.history
