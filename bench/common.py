@@ -2,19 +2,15 @@
 import os, platform, sys, time
 from pathlib import Path
 import torch
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+from machine import describe  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ENV_DEFAULTS = dict(OMP_WAIT_POLICY="PASSIVE", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", WANDB_MODE="disabled")
 
 def machine() -> str:
-    "CPU, cores, torch threads, RAM, GPU and versions, in one line."
-    cpu = "unknown CPU"
-    try: cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except (OSError, StopIteration): pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
-    return (f"{cpu}, {os.cpu_count()} cores visible, torch threads {torch.get_num_threads()}, {mem:.0f} GiB RAM{gpu}; "
-            f"torch {torch.__version__}, Python {platform.python_version()}")
+    "CPU (and its vector units), cores, torch threads, RAM, GPU and versions, in one line (tools/machine.py)."
+    return describe()
 
 def rss(key: str) -> float:
     "A memory figure of this process from /proc/self/status (`VmRSS`, `VmHWM`), in MB."

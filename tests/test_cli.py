@@ -85,5 +85,31 @@ def test_compare_figures_leaves_out_wall_times(tmp_path):
     assert main([str(a), str(b)]) == 0
     (b / "table_cycles.csv").write_text("cycle,fvu,train_s\n0,0.4512,3\n")
     assert main([str(a), str(b)]) == 1
+    assert main([str(a), str(b), "--rtol", "3e-4"]) == 0                  # 0.4511 vs 0.4512: 2.2e-4 relative
+    assert main([str(a), str(b), "--rtol", "1e-4"]) == 1
+    assert main([str(a), str(b), "--atol", "2e-4", "--rtol", "0"]) == 0     # |difference| 1e-4
     (b / "latents" / "core_top.md").unlink()
     assert main([str(a), str(b)]) == 2
+
+def test_machines_are_recorded_and_compared(tmp_path, capsys):
+    "reproduce notes each stage's machine (machine.json); compare_figures prints both sides and warns across kinds."
+    sys.path.insert(0, str(ROOT / "tools"))
+    from compare_figures import main
+    from machine import kind, load_record, machine_info
+    from reproduce import record_machine
+    info = machine_info()
+    assert info["torch_threads"] >= 1 and info["torch_cpu_capability"] and info["python"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d in (a, b):
+        d.mkdir()
+        (d / "t.csv").write_text("x\n1\n")
+        record_machine(d, "01_stage")
+    record_machine(a, "01_stage")                                           # the same machine again: listed once
+    assert list(load_record(a)) == ["01_stage"] and [kind(i) for i in load_record(a)["01_stage"]] == [kind(info)]
+    assert main([str(a), str(b)]) == 0
+    assert "different kinds of machine" not in capsys.readouterr().out
+    other = dict(info, torch_cpu_capability="AVX2", vector_units=["avx2"], vendor="AuthenticAMD")
+    (b / "machine.json").write_text(json.dumps({"01_stage": [other]}))
+    assert main([str(a), str(b)]) == 0                                     # the tables still match
+    out = capsys.readouterr().out
+    assert "different kinds of machine" in out and "torch dispatch AVX2" in out

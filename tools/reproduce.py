@@ -17,6 +17,9 @@ resumed later counts the time of its interrupted attempts too: while it runs, ex
 the time spent so far, and the attempt that finishes adds it to its own (`carried` in the stamp).
 
 Figures carry no run date (SOURCE_DATE_EPOCH=0, fixed SVG ids), so a rerun rewrites them byte for byte.
+figures/<profile>/machine.json records which machine ran each stage (CPU, vector units, threads, versions): on the
+same kind of machine a fresh clone's tables are byte-identical; across kinds they agree to a few digits
+(tools/compare_figures.py prints both machines).
 
 Executed copies go to figures/<profile>/executed/, with the machine's paths made relative to the repository or
 $DMSAE_HOME (tools/relpaths.py); a stage whose notebook, parameters and library are unchanged since its last
@@ -28,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 from pins import figures_corpus_check, load_pins, mismatch_message, save_pins, PINS  # noqa: E402
 from relpaths import fix_file  # noqa: E402
+from machine import kind, load_record, machine_info  # noqa: E402
 
 def digest(*paths) -> str:
     h = hashlib.sha256()
@@ -162,8 +166,18 @@ def run_stage(nb: Path, out: Path, params: dict, key: str, kernel: str, cfg_id: 
     prev = json.loads(stamp.read_text()) if stamp.exists() else {}
     stamp.write_text(json.dumps(new_stamp(prev, key, cfg_id, seconds, time.strftime("%Y-%m-%d %H:%M:%S"), carried)))
     partial.unlink(missing_ok=True)
+    record_machine(out.parent, nb.stem)
     also = f", plus {hms(carried)} in interrupted attempts" if carried else ""
     print(f"[reproduce] {nb.name} done in {hms(seconds)} ({seconds}s{also})", flush=True)
+
+def record_machine(figs: Path, stage: str):
+    """Note in `figs/machine.json` the machines that ran `stage` (CPU, vector units, threads, versions; a stage resumed
+    or rerun on another machine lists both, the latest last): tables made on different kinds of machine agree to a
+    few digits, not bit for bit (tools/machine.py)."""
+    rec, info = load_record(figs), machine_info()
+    seen = [i for i in rec.get(stage, []) if (i.get("cpu"), kind(i)) != (info["cpu"], kind(info))]
+    rec[stage] = seen + [info]
+    (figs / "machine.json").write_text(json.dumps(dict(sorted(rec.items())), indent=1) + "\n")
 
 def refresh_readme(figs: Path):
     "Regenerate README.md when it quotes files of this profile's figures folder."
