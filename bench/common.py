@@ -1,7 +1,6 @@
 """Shared helpers of the benchmark scripts: machine description, memory figures, scratch homes and result tables."""
-import os, platform, sys, time
+import sys, time
 from pathlib import Path
-import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 from machine import describe  # noqa: E402
 
