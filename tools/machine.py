@@ -5,7 +5,7 @@ code branch), so two machines with different units (AVX2 against AVX-512/AMX) ro
 agree only to a few significant digits; on the same kind of machine, with the same thread count and packages, they
 agree bit for bit. `tools/reproduce.py` records this for every stage it runs (`figures/<profile>/machine.json`) and
 `tools/compare_figures.py` prints it for both sides of a comparison; the benchmarks print `describe()`."""
-import os, platform
+import json, os, platform
 from pathlib import Path
 
 def cpuinfo(field: str) -> str | None:
@@ -45,6 +45,5 @@ def describe(info: dict | None = None) -> str:
 
 def load_record(figs: Path) -> dict:
     "`figures/<profile>/machine.json`: stage name -> the machines that ran it, the latest last (empty: no record)."
-    import json
     p = Path(figs) / "machine.json"
     return json.loads(p.read_text()) if p.exists() else {}
