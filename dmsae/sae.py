@@ -16,8 +16,8 @@ from .config import (refuse, check_choice, check_k, check_group_fractions, CORE_
 from .distributed import batch_group
 
 # %% auto #0
-__all__ = ['check_prefixes', 'matryoshka_prefixes', 'batch_topk_select', 'GatherPreacts', 'SAECfg', 'check_core',
-           'init_weights', 'SAE', 'grad_check', 'sae_lens_cfg', 'save_sae', 'load_sae']
+__all__ = ['check_prefixes', 'matryoshka_prefixes', 'cut_estimate', 'batch_topk_select', 'GatherPreacts', 'SAECfg',
+           'check_core', 'init_weights', 'SAE', 'grad_check', 'sae_lens_cfg', 'save_sae', 'load_sae']
 
 # %% ../nbs/07_sae.ipynb #9c8fc24a
 def check_prefixes(prefixes, # cumulative non-core prefix sizes m_0 < ... < m_L
@@ -45,6 +45,19 @@ def matryoshka_prefixes(n_free: int, # non-core width F - c
     sizes = [int(f * n_free) for f in fr]
     return check_prefixes(list(torch.tensor(sizes + [n_free - sum(sizes)]).cumsum(0).tolist()), n_free)
 
+# %% ../nbs/07_sae.ipynb #e0411a9f
+def cut_estimate(flat: torch.Tensor, # scores, flattened, with more than `budget` entries
+                 budget: int, # entries to keep (K)
+                 width: int, # row length of the unflattened scores (the stride is coprime with it)
+                 rate: int = 16, # about one entry in `rate` is sampled
+                ) -> torch.Tensor:
+    "A value that slightly more than `budget` entries of `flat` reach, most likely: a quantile of a strided sample."
+    stride = rate
+    while math.gcd(stride, width) > 1: stride += 1
+    sub = flat[::stride]
+    r = budget * sub.numel() / flat.numel()                 # rank of the whole's K-th largest within the sample
+    return sub.topk(min(sub.numel(), math.ceil(1.05 * r + 4 * math.sqrt(r))), sorted=False).values.min()
+
 # %% ../nbs/07_sae.ipynb #9a7d7afb
 def batch_topk_select(a: torch.Tensor, # scores, any shape (flattened); only strictly positive entries can be kept
                       budget: int, # number of entries to keep
@@ -53,13 +66,11 @@ def batch_topk_select(a: torch.Tensor, # scores, any shape (flattened); only str
     flat = a.reshape(-1)
     N = flat.numel()
     if budget <= 0 or N == 0: return torch.zeros(0, dtype=torch.long, device=a.device)
-    if budget < N:
-        M = int(min(N, max(4 * budget, 2 * math.sqrt(budget * N))))
-        sub = flat[:: max(1, N // M)]
-        lb = sub.topk(budget, sorted=False).values.min() if sub.numel() >= budget else flat.new_zeros(())
-        cand = (flat >= lb).nonzero().squeeze(1) if lb > 0 else (flat > 0).nonzero().squeeze(1)
-        if cand.numel() > budget: cand = cand[flat[cand].topk(budget, sorted=False).indices]
-    else: cand = torch.arange(N, device=a.device)
+    if budget >= N: return (flat > 0).nonzero().squeeze(1)
+    lb = cut_estimate(flat, budget, a.shape[-1] if a.ndim else 1) if N >= 1 << 16 else flat.new_zeros(())
+    cand = (flat >= lb).nonzero().squeeze(1) if lb > 0 else (flat > 0).nonzero().squeeze(1)
+    if cand.numel() < budget and lb > 0: cand = (flat > 0).nonzero().squeeze(1)   # the estimate was too high
+    if cand.numel() > budget: cand = cand[flat[cand].topk(budget, sorted=False).indices]
     return cand[flat[cand] > 0]
 
 # %% ../nbs/07_sae.ipynb #fc0afecc
@@ -413,7 +424,7 @@ def _aux_entries(self: SAE, h: torch.Tensor, dead: torch.Tensor):
     rows = torch.arange(h.shape[0], device=h.device).repeat_interleave(ka)
     cols, vals = dead_idx[j.reshape(-1)], v.reshape(-1)
     keep = vals > 0
-    return rows[keep], cols[keep], vals[keep]
+    return rows[keep], cols[keep], vals[keep].float()
 
 @patch
 def _auxk_loss(self: SAE, resid: torch.Tensor, # [B, d] detached residual of the full level
@@ -429,6 +440,15 @@ def _auxk_loss(self: SAE, resid: torch.Tensor, # [B, d] detached residual of the
     elif h_g is not None: recon = _dense_acts(h_g, rows, cols) @ self.W_dec
     else: recon = self._sparse_decode(xc, rows, resid.shape[0], rows, cols, vals)
     return ((recon - resid).pow(2).sum(-1).mean() / group.variance(resid)).nan_to_num(0.0)
+
+# %% ../nbs/07_sae.ipynb #254ae19b
+@patch
+@torch.no_grad()
+def training_preacts(self: SAE, xc: torch.Tensor, # [B, d] centred batch x - b_dec
+                     dtype: torch.dtype = torch.float32, # `float32`, or `bfloat16` (fast on AMX / AVX512-BF16, GPUs)
+                    ) -> torch.Tensor:
+    "The [B, F] pre-activations `xc W_enc + b_enc` that choose a training batch's kept entries, computed in `dtype`."
+    return torch.addmm(self.b_enc.to(dtype), xc.to(dtype), self.W_enc.to(dtype))
 
 # %% ../nbs/07_sae.ipynb #c4796494
 @patch
@@ -459,14 +479,16 @@ def training_loss(self: SAE, x: torch.Tensor, # [B, d_in] training batch (scaled
                   update_threshold: bool | None = None, # update the threshold (default: `update`); skipped in warm-up
                   dead: torch.Tensor | None = None, # override the dead mask (tests)
                   distributed: bool = False, # `x` is this rank's equal slice of a global batch (`dmsae.distributed`)
+                  preact_dtype: torch.dtype = torch.float32, # dtype of the pre-activations that rank the entries
                  ) -> dict:
     "Matryoshka BatchTopK loss with AuxK; returns the loss tensor and detached statistics."
     self._check_batch(x)
     group = batch_group(distributed)
     with torch.no_grad():
         xc = x - self.b_dec
-        h = torch.addmm(self.b_enc, xc, self.W_enc)
+        h = self.training_preacts(xc, preact_dtype)
         rows, cols, vals, budget = self.select_active(h, distributed)
+        vals = vals.float()
         free_vals = vals[cols >= self.n_core] if self.cfg.core_act == "relu" else vals
         if update: self._count_firing(cols, x.shape[0], group)
         if update if update_threshold is None else update_threshold: self._update_threshold_from(free_vals, h, group)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_saebench.ipynb #f791f23a
 from __future__ import annotations
-import json, os, warnings
+import hashlib, json, os, warnings
 from contextlib import contextmanager
 from pathlib import Path
 import numpy as np, torch
@@ -17,7 +17,7 @@ from .evaluate import run_saes, sae_info, write_table
 # %% auto #0
 __all__ = ['OFFLINE_EVALS', 'SAEBENCH_COLS', 'tl_name_of', 'tl_config', 'load_hooked_transformer', 'local_tl_model',
            'TokenStore', 'load_lens_sae', 'core_eval_config', 'result_file', 'result_metrics', 'lens_sae_id',
-           'core_output', 'run_core', 'run_meta_structure', 'check_offline', 'saebench_run',
+           'core_output', 'run_core', 'SharedPasses', 'run_meta_structure', 'check_offline', 'saebench_run',
            'first_letter_check', 'run_absorption']
 
 # %% ../nbs/13_saebench.ipynb #35b8b354
@@ -242,6 +242,62 @@ def run_core(sae_path, # an SAE folder written by `save_sae`
                             get_sae_lens_version(), get_sae_bench_version(), str(res_path), sae)
     return result_metrics(res_path)
 
+# %% ../nbs/13_saebench.ipynb #1da6ce41
+def _tensors(obj) -> list:
+    "The tensors in `obj` (a tensor, or tuples, lists, dicts and `ActivationCache`s of them)."
+    if torch.is_tensor(obj): return [obj]
+    if isinstance(obj, (tuple, list)): return [t for o in obj for t in _tensors(o)]
+    if hasattr(obj, "cache_dict"): return _tensors(obj.cache_dict)
+    if isinstance(obj, dict): return [t for o in obj.values() for t in _tensors(o)]
+    return []
+
+def _copy(obj):
+    "A copy of `obj` whose tensors are clones (what SAEBench receives from `SharedPasses`)."
+    if torch.is_tensor(obj): return obj.clone()
+    if isinstance(obj, tuple): return tuple(_copy(o) for o in obj)
+    if isinstance(obj, list): return [_copy(o) for o in obj]
+    if hasattr(obj, "cache_dict"):
+        return type(obj)({k: v.clone() for k, v in obj.cache_dict.items()}, obj.model, obj.has_batch_dim)
+    return obj
+
+class SharedPasses:
+    "A `HookedTransformer` for SAEBench's `core` that runs the SAE-independent passes of each batch once."
+    ZERO_HOOK = "standard_zero_ablate_hook"
+
+    def __init__(self, model, # the `HookedTransformer`
+                 max_bytes: int = 4 << 30, # memory the kept passes may take (past it they are recomputed)
+                ):
+        self.model, self.max_bytes, self.kept, self.used, self.hits, self.runs = model, max_bytes, {}, 0, 0, 0
+
+    def __getattr__(self, name): return getattr(self.model, name)        # cfg, tokenizer, ...
+
+    def _shared(self, kind: str, tokens: torch.Tensor, kw: dict, run):
+        "The kept output of this pass, else `run()` (kept when it fits the budget); a copy either way."
+        key = (kind, tuple(tokens.shape), hashlib.sha256(tokens.cpu().numpy().tobytes()).hexdigest(),
+               repr(sorted(kw.items())))
+        if key in self.kept:
+            self.hits += 1
+            return _copy(self.kept[key])
+        out = run()
+        self.runs += 1
+        size = sum(t.numel() * t.element_size() for t in _tensors(out))
+        if self.used + size <= self.max_bytes:
+            self.kept[key], self.used = out, self.used + size
+            return _copy(out)
+        return out
+
+    def __call__(self, tokens, **kw): return self._shared("forward", tokens, kw, lambda: self.model(tokens, **kw))
+
+    def run_with_cache(self, tokens, **kw):
+        return self._shared("cache", tokens, kw, lambda: self.model.run_with_cache(tokens, **kw))
+
+    def run_with_hooks(self, tokens, fwd_hooks=(), **kw):
+        hooks = list(fwd_hooks)
+        run = lambda: self.model.run_with_hooks(tokens, fwd_hooks=hooks, **kw)
+        names = [(h, getattr(f, "__name__", "")) for h, f in hooks]
+        if len(names) != 1 or names[0][1] != self.ZERO_HOOK: return run()
+        return self._shared(f"zero:{names[0][0]}", tokens, kw, run)
+
 # %% ../nbs/13_saebench.ipynb #3045d7d9
 def run_meta_structure(sae_path, # an SAE folder
                        out_dir, # results folder
@@ -303,6 +359,7 @@ def saebench_run(run_dir, # run directory; every SAE folder (with `dmsae.json`) 
         held = build_activation_cache(cfg, "heldout", progress=progress)
         toks = Contexts.load(held.root / "tokens.npz").tokens
         model = model or load_hooked_transformer(cfg.model_name, cfg.device, tl_name=cfg.tl_model_name)
+        if not isinstance(model, SharedPasses): model = SharedPasses(model)   # SAE-independent passes: once per batch
     rows = []
     for p in tqdm(saes, desc="SAEBench", disable=not progress):
         info = sae_info(p, run_dir)

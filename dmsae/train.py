@@ -17,7 +17,7 @@ from .distributed import rank_world, is_main, barrier, all_reduce, folder_lock
 # %% auto #0
 __all__ = ['CKPT_NAME', 'TensorSource', 'input_scale', 'geometric_median', 'default_lr', 'lr_factor',
            'remove_parallel_grad', 'normalise_decoder', 'init_sae', 'save_checkpoint', 'load_checkpoint',
-           'TrainState', 'make_state', 'train_step', 'train_sae']
+           'TrainState', 'make_state', 'train_step', 'cpu_has_bf16', 'precision_warning', 'train_sae']
 
 # %% ../nbs/08_train.ipynb #b779231c
 class TensorSource:
@@ -165,6 +165,7 @@ class TrainState:
     warm: int # warm-up steps; the threshold EMA starts after them
     grad_clip: float # gradient-norm clip
     dense: bool = False # dense autograd reference path (slow; for tests)
+    preact_dtype: torch.dtype = torch.float32 # dtype of the pre-activations that rank the entries (`cfg.preact_dtype`)
     step: int = 0 # steps done
     stream: _Stream | None = None # where the next batch comes from
     history: list = field(default_factory=list) # history rows so far
@@ -187,7 +188,7 @@ class TrainState:
         if self.loss_fn is None: self.loss_fn = self.sae.training_loss
 
 def make_state(sae: SAE, # the SAE, already on its device
-               cfg: DMSAEConfig, # lr, warmup_steps, decay_fraction, grad_clip
+               cfg: DMSAEConfig, # lr, warmup_steps, decay_fraction, grad_clip, preact_dtype
                n_steps: int, # steps of the whole run (the schedule's T)
                scale: float = 1.0, # input scale s
                **kw) -> TrainState: # more `TrainState` fields (stream, step, history, ...)
@@ -199,7 +200,8 @@ def make_state(sae: SAE, # the SAE, already on its device
     sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
     core_cols = sae.W_enc.detach()[:, :sae.n_core].clone() if sae.n_core else None
     return TrainState(sae=sae, opt=opt, sched=sched, params=params, scale=scale,
-                      warm=min(cfg.warmup_steps, n_steps // 10), grad_clip=cfg.grad_clip, core_cols=core_cols, **kw)
+                      warm=min(cfg.warmup_steps, n_steps // 10), grad_clip=cfg.grad_clip, core_cols=core_cols,
+                      preact_dtype=getattr(torch, cfg.preact_dtype), **kw)
 
 # %% ../nbs/08_train.ipynb #f7563888
 def _step_stats(out: dict) -> dict:
@@ -228,7 +230,8 @@ def train_step(state: TrainState, # advanced in place
                          "(source.d_in and the cache disagree?)")
     x = x.to(device=sae.device, dtype=torch.float32) * state.scale
     with record_function("train_step: training_loss (forward)"):
-        out = state.loss_fn(x, dense=state.dense, update_threshold=state.step >= state.warm)
+        out = state.loss_fn(x, dense=state.dense, update_threshold=state.step >= state.warm,
+                            preact_dtype=state.preact_dtype)
         if not torch.isfinite(out["loss"]):
             raise ValueError(f"loss is {float(out['loss'])} at step {state.step}; lower lr (cfg.lr) or check the data")
     with record_function("train_step: backward"):
@@ -407,6 +410,20 @@ def _open(cfg: DMSAEConfig, source, out_dir: Path, n_steps: int, core, core_ids,
         state.rows = slice(rank * cfg.batch_size // world, (rank + 1) * cfg.batch_size // world)
     return state
 
+# %% ../nbs/08_train.ipynb #610f5a29
+def cpu_has_bf16() -> bool:
+    "Whether this CPU runs bf16 matmuls natively (oneDNN's check: AVX512-BF16 / AMX, or AVX-512 BW/VL/DQ on x86)."
+    try: return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError): return False
+
+def precision_warning(cfg: DMSAEConfig) -> str | None:
+    "Warn when `preact_dtype='bfloat16'` would run emulated (slower than float32) on this CPU; the message."
+    if cfg.preact_dtype != "bfloat16" or not cfg.device.startswith("cpu") or cpu_has_bf16(): return None
+    msg = ("preact_dtype='bfloat16' on a CPU without bf16 matmul units (AVX512-BF16 / AMX) is emulated and slower "
+           "than float32; set preact_dtype='float32' (e.g. --set preact_dtype=float32)")
+    warnings.warn(msg, stacklevel=2)
+    return msg
+
 # %% ../nbs/08_train.ipynb #7115cc92
 def _finish(state: TrainState, cfg: DMSAEConfig, out_dir: Path, n_steps: int, keep_checkpoint: bool) -> SAE:
     "Check the core, fold the scale into a copy of the SAE, save it (rank 0) and return it with its metadata."
@@ -472,6 +489,7 @@ def train_sae(cfg: DMSAEConfig, # run config
         if is_main():                                   # the regime this training really runs (steps, SAE options)
             opts = {key: v for key, v in sae_kwargs.items() if key in ("core_act", "core_budget", "dead_tokens")}
             regime_warnings(cfg.replace(train_steps=n_steps, **opts), n_core=0 if core is None else len(core))
+            precision_warning(cfg)
         state = _open(cfg, source, out_dir, n_steps, core, core_ids, sae_kwargs, resume, dense=dense, run_key=run_key)
         bar = tqdm(total=n_steps, initial=state.step, disable=not progress or rank > 0,
                    desc=f"SAE F={cfg.d_sae} k={cfg.k} core={state.sae.n_core}")
