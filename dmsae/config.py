@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_config.ipynb #5e56593f
 from __future__ import annotations
-import dataclasses, difflib, errno, json, math, numbers, os, re, hashlib, warnings
+import dataclasses, difflib, errno, json, math, numbers, os, re, hashlib, shutil, warnings
 from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
 from fastcore.basics import patch
@@ -16,8 +16,8 @@ __all__ = ['DEFAULT_MODEL', 'BOOKKEEPING', 'DISTILL_ONLY', 'LATE_FIELDS', 'CORE_
            'DMSAEConfig', 'refuse', 'check_choice', 'check_k', 'check_group_fractions', 'field_kinds',
            'is_kind', 'type_words', 'check_type', 'check_types', 'check_field_names', 'check_list',
            'get_config', 'regime', 'RegimeWarning', 'regime_warnings', 'atomic_write', 'read_checked',
-           'atomic_write_text', 'atomic_write_json', 'sha256_file', 'save_config', 'load_config',
-           'config_hash']
+           'atomic_write_text', 'atomic_write_json', 'copy_files', 'sha256_file', 'save_config',
+           'load_config', 'config_hash']
 
 # %% ../nbs/01_config.ipynb #f62cd018
 def dmsae_home() -> Path:
@@ -501,6 +501,17 @@ def atomic_write_text(path, text: str) -> Path:
 def atomic_write_json(path, obj, indent: int = 2) -> Path:
     "`obj` as JSON, written atomically (numpy/torch scalars become floats)."
     return atomic_write_text(path, json.dumps(obj, indent=indent, default=float))
+
+# %% ../nbs/01_config.ipynb #7f9befce
+def copy_files(src, # folder whose plain files are copied (not its subfolders)
+               dst, # folder to copy them into (created)
+               last: str, # the file whose presence marks `dst` finished: copied after all the others
+               suffixes=(".json", ".csv", ".safetensors"), # which files to copy
+              ) -> list[Path]:
+    "Copy the files of `src` into `dst`, each atomically and `last` last: a reader never finds `last` without the rest."
+    files = [f for f in Path(src).iterdir() if f.is_file() and f.suffix in suffixes]
+    files = sorted(files, key=lambda f: (f.name == last, f.name))
+    return [atomic_write(Path(dst) / f.name, lambda tmp, f=f: shutil.copyfile(f, tmp)) for f in files]
 
 # %% ../nbs/01_config.ipynb #a7e1c0d4
 def sha256_file(path) -> str:

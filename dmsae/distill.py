@@ -9,17 +9,19 @@ from dataclasses import dataclass
 from pathlib import Path
 import torch
 from safetensors.torch import save_file, load_file
-from .config import DMSAEConfig, resolve_path, save_config, atomic_write, atomic_write_json, read_checked
+from .config import (DMSAEConfig, resolve_path, save_config, atomic_write, atomic_write_json, read_checked,
+                          copy_files, sha256_file)
 from .data import Contexts
 from .activations import build_activation_cache, heldout_data
 from .train import train_sae
+from .sae import load_sae
 from .distributed import is_main, barrier, folder_lock
 from .attribution import attribute, Attribution
 from .selection import select_core, candidate_ids, jaccard
 
 # %% auto #0
 __all__ = ['METHODS', 'save_core', 'load_core', 'random_core', 'cycle_config', 'run_cycle', 'DistillResult', 'distill',
-           'transfer']
+           'transfer', 'plain_attribution']
 
 # %% ../nbs/11_distill.ipynb #ba32859b
 def save_core(path, # `.safetensors` file
@@ -256,3 +258,26 @@ def transfer(cfg: DMSAEConfig, # run config: `transfer_ks`, `seeds`
             kw.update(same_as=[root / "distill" / "cycle_0" / "sae"])   # the plain SAE at cfg.k is cycle 0: copied
             out.append(_train_transfer(cfg, train, folder, m, k, seed, kw, progress))
     return out
+
+# %% ../nbs/11_distill.ipynb #5fedeaed
+def _same_weights(a: Path, b: Path) -> bool:
+    "Whether the SAE folders `a` and `b` hold byte-identical weights."
+    fa, fb = a / "sae_weights.safetensors", b / "sae_weights.safetensors"
+    return fa.exists() and fb.exists() and sha256_file(fa) == sha256_file(fb)
+
+def plain_attribution(cfg: DMSAEConfig, # run config
+                      k: int, # the transfer's plain Matryoshka SAE at this k
+                      lm, held, htok, # language model, held-out cache and tokens (`heldout_data`)
+                      seed: int | None = None, # its seed (default: the first of `cfg.seeds`)
+                      run_dir=None, progress: bool = False,
+                     ) -> Attribution:
+    "Attribution of the transfer's plain Matryoshka SAE at `k` (cycle 0's, copied, when that SAE is cycle 0's)."
+    root = resolve_path(run_dir or cfg.run_dir)
+    folder = root / "transfer" / f"matryoshka_k{k}_s{cfg.seeds[0] if seed is None else seed}"
+    cycle0 = root / "distill" / "cycle_0"
+    have = (folder / "attribution" / "attribution.json").exists()
+    copyable = (cycle0 / "attribution" / "attribution.json").exists() and _same_weights(folder, cycle0 / "sae")
+    if is_main() and not have and copyable:
+        copy_files(cycle0 / "attribution", folder / "attribution", last="attribution.json")
+    barrier()
+    return _attribution(cfg, folder, lm, load_sae(folder), held, htok, progress)

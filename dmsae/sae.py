@@ -377,11 +377,14 @@ def _sparse_decode(self: SAE, xc: torch.Tensor, # [B, d] centred inputs x - b_de
                    bags: torch.Tensor, # bag of each kept entry
                    n_bags: int, # number of bags
                    rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor, # kept entries
+                   bags_sorted: bool = False, # the entries already come in bag order (the sort is skipped)
                   ) -> torch.Tensor:
     "[n_bags, d]: per bag, the sum of `vals` times the decoder rows `cols`, with sparse gradients (`GatherPreacts`)."
-    o = torch.argsort(bags, stable=True)
-    v = GatherPreacts.apply(vals[o], xc, self.W_enc, self.b_enc, self.b_dec, rows[o], cols[o])
-    return F.embedding_bag(cols[o], self.W_dec, _offsets(bags[o], n_bags), mode="sum", per_sample_weights=v)
+    if not bags_sorted:
+        o = torch.argsort(bags, stable=True)
+        bags, rows, cols, vals = bags[o], rows[o], cols[o], vals[o]
+    v = GatherPreacts.apply(vals, xc, self.W_enc, self.b_enc, self.b_dec, rows, cols)
+    return F.embedding_bag(cols, self.W_dec, _offsets(bags, n_bags), mode="sum", per_sample_weights=v)
 
 def _dense_acts(h_g: torch.Tensor, # [B, F] pre-activations with autograd
                 rows: torch.Tensor, cols: torch.Tensor, # kept entries
@@ -416,11 +419,13 @@ def _levels_dense(self: SAE, x: torch.Tensor, # [B, d] batch
 @patch
 @torch.no_grad()
 def _aux_entries(self: SAE, h: torch.Tensor, dead: torch.Tensor):
-    "Per token, the top k_aux ReLU'd pre-activations among dead latents: (rows, cols, vals)."
+    "Per token, the top k_aux ReLU'd pre-activations among dead latents: (rows, cols, vals), in row order."
     dead_idx = dead.nonzero().squeeze(1)
     ka = min(self.cfg.k_aux or self.cfg.d_in // 2, dead_idx.numel())
     if ka == 0: return None
-    v, j = h[:, dead_idx].topk(ka, dim=1, sorted=False)
+    lo, n = int(dead_idx[0]), dead_idx.numel()
+    run = int(dead_idx[-1]) - lo + 1 == n                 # one run of latents (all dead but the core): a view, no copy
+    v, j = (h.narrow(1, lo, n) if run else h[:, dead_idx]).topk(ka, dim=1, sorted=False)
     rows = torch.arange(h.shape[0], device=h.device).repeat_interleave(ka)
     cols, vals = dead_idx[j.reshape(-1)], v.reshape(-1)
     keep = vals > 0
@@ -438,7 +443,7 @@ def _auxk_loss(self: SAE, resid: torch.Tensor, # [B, d] detached residual of the
     rows, cols, vals = aux_e
     if not rows.numel(): recon = torch.zeros_like(resid)         # none on this rank, some on another
     elif h_g is not None: recon = _dense_acts(h_g, rows, cols) @ self.W_dec
-    else: recon = self._sparse_decode(xc, rows, resid.shape[0], rows, cols, vals)
+    else: recon = self._sparse_decode(xc, rows, resid.shape[0], rows, cols, vals, bags_sorted=True)
     return ((recon - resid).pow(2).sum(-1).mean() / group.variance(resid)).nan_to_num(0.0)
 
 # %% ../nbs/07_sae.ipynb #254ae19b

@@ -4,13 +4,13 @@
 
 # %% ../nbs/08_train.ipynb #efc3714d
 from __future__ import annotations
-import contextlib, copy, csv, hashlib, json, math, os, shutil, time, warnings
+import contextlib, copy, csv, hashlib, json, math, os, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 import torch
 from torch.profiler import record_function
-from .config import DMSAEConfig, get_config, refuse, atomic_write, read_checked, regime_warnings
+from .config import DMSAEConfig, get_config, refuse, atomic_write, copy_files, read_checked, regime_warnings
 from .sae import SAE, save_sae, load_sae, check_core
 from .distributed import rank_world, is_main, barrier, all_reduce, folder_lock
 
@@ -351,9 +351,7 @@ def _copy_finished(sources, # folders where the same run may have finished alrea
     "Copy the first of `sources` holding a finished run with this key into `out_dir` (`dmsae.json` last); that source."
     for src in map(Path, sources):
         if src.resolve() == out_dir.resolve() or not _is_finished(src, run_key): continue
-        saved = [f for f in src.iterdir() if f.is_file() and f.suffix in (".json", ".csv", ".safetensors")]
-        for f in sorted(saved, key=lambda f: f.name == "dmsae.json"):
-            atomic_write(out_dir / f.name, lambda tmp, f=f: shutil.copyfile(f, tmp))
+        copy_files(src, out_dir, last="dmsae.json")
         return src
     return None
 
