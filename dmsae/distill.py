@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 import torch
 from safetensors.torch import save_file, load_file
-from .config import (DMSAEConfig, resolve_path, save_config, atomic_write, atomic_write_json, read_checked,
-                          copy_files, sha256_file)
+from .config import DMSAEConfig, resolve_path, save_config, atomic_write, atomic_write_json, read_checked
+from .config import copy_files, sha256_file
 from .data import Contexts
 from .activations import build_activation_cache, heldout_data
 from .train import train_sae
