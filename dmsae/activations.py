@@ -16,9 +16,9 @@ from .data import Contexts, iter_documents, make_contexts, read_manifest
 from .distributed import rank_world, barrier, broadcast_object, gather_objects, all_reduce, folder_lock
 
 # %% auto #0
-__all__ = ['CACHE_LATE_FIELDS', 'CacheError', 'CacheWriter', 'ActivationCache', 'sink_rows', 'corpus_fingerprint',
-           'cache_key', 'cache_dir', 'separator_id', 'load_contexts', 'build_activation_cache',
-           'heldout_data']
+__all__ = ['CACHE_LATE_FIELDS', 'CACHE_MODEL_DTYPES', 'CacheError', 'CacheWriter', 'ActivationCache', 'sink_rows',
+           'corpus_fingerprint', 'cache_key', 'cache_dir', 'separator_id', 'load_contexts',
+           'build_activation_cache', 'heldout_data']
 
 # %% ../nbs/05_activations.ipynb #53929c40
 class CacheError(RuntimeError): "A cache file is missing, corrupt, or belongs to another key."
@@ -315,6 +315,9 @@ def corpus_fingerprint(cfg: DMSAEConfig) -> str:
 
 # %% ../nbs/05_activations.ipynb #b16cdff5
 CACHE_LATE_FIELDS = ("separator",) # the fields of `LATE_FIELDS` that change a cache (at a non-default value)
+# the language model's dtype changes the activations (bf16: ~1% per token); float32, the default, is left out of the
+# key so that caches recorded before it was part of the key keep their folder
+CACHE_MODEL_DTYPES = ("float16", "bfloat16")
 
 def cache_key(cfg: DMSAEConfig, split: str = "train") -> dict:
     "The fields that identify a cache; its folder is named by their hash."
@@ -324,7 +327,8 @@ def cache_key(cfg: DMSAEConfig, split: str = "train") -> dict:
                 heldout_fraction=cfg.heldout_fraction, dtype=cfg.cache_dtype, drop_bos=cfg.drop_bos if train else False,
                 max_norm_ratio=cfg.max_norm_ratio,
                 shard_tokens=cfg.shard_tokens, cache_batch_contexts=cfg.cache_batch_contexts,
-                **{k: getattr(cfg, k) for k in CACHE_LATE_FIELDS if getattr(cfg, k) != LATE_FIELDS[k]})
+                **{k: getattr(cfg, k) for k in CACHE_LATE_FIELDS if getattr(cfg, k) != LATE_FIELDS[k]},
+                **({"model_dtype": cfg.model_dtype} if cfg.model_dtype in CACHE_MODEL_DTYPES else {}))
 
 def cache_dir(cfg: DMSAEConfig, split: str = "train") -> Path:
     "`DMSAE_HOME/activations/<split>-<hash of the key>`."

@@ -47,7 +47,7 @@ BOOKKEEPING = ("profile", "run_dir", "checkpoint_every", "attribution_batch_cont
 DISTILL_ONLY = ("n_cycles", "tau", "score", "score_quantile", "core_max")
 # fields added after runs were recorded: at these defaults they are left out of `identity` (and of the cache key),
 # so folders recorded before the field existed keep their identity; any other value is part of it
-LATE_FIELDS = {"separator": "bos", "core_max": None, "preact_dtype": "float32"}
+LATE_FIELDS = {"separator": "bos", "core_max": None, "preact_dtype": "float32", "aux_dtype": "float32"}
 # fields that act on a core only: a training without one takes their defaults in its identity, so the same core-free
 # SAE (plain Matryoshka, cycle 0) is one run whatever they say
 CORE_ONLY = {"core_act": "relu", "core_budget": "total"}
@@ -103,6 +103,9 @@ class DMSAEConfig:
     # dtype of the training step's [B, F] encoder pre-activations that BatchTopK ranks: `float32`, or `bfloat16`
     # (mixed precision: ~4x faster matmul on AMX / AVX512-BF16 CPUs and GPUs; weights, grads, Adam stay float32)
     preact_dtype: str = "float32"
+    # dtype of AuxK's decode: `float32` (sparse, over the kept entries), or `bfloat16` (dense matmuls over the dead
+    # latents: ~2x faster AuxK steps on AMX / AVX512-BF16 CPUs when most latents are dead; gradients within ~0.3%)
+    aux_dtype: str = "float32"
     aux_alpha: float = 1 / 32 # AuxK weight
     dead_tokens: int = 10_000_000 # a non-core latent is dead after this many tokens without firing
     threshold_beta: float = 0.999 # EMA factor of the inference threshold
@@ -317,6 +320,7 @@ def validate(self: DMSAEConfig) -> DMSAEConfig:
         refuse(not 0 <= self.decay_fraction <= 1,
                f"decay_fraction={self.decay_fraction}: must lie in [0, 1] (0: no decay)")
         check_choice("preact_dtype", self.preact_dtype, ("float32", "bfloat16"))
+        check_choice("aux_dtype", self.aux_dtype, ("float32", "bfloat16"))
         refuse(self.grad_clip <= 0, f"grad_clip={self.grad_clip}: must be positive (the largest gradient norm)")
         refuse(self.aux_alpha < 0, f"aux_alpha={self.aux_alpha}: must be >= 0 (0: no AuxK loss)")
         refuse(self.dead_tokens <= 0, f"dead_tokens={self.dead_tokens}: must be positive")
@@ -366,10 +370,12 @@ PROFILES = {
                  probe_train=32, probe_test=16, probe_docs=16,
                  run_dir="runs/tiny"),
     # the CPU main job (`make reproduce`): one seed of the miniature below, the core capped at 50 latents = 0.62 k,
-    # the paper's core / k (**deviation**: the tau rule alone gives ~3k here; see nbs/15_study); the selection
-    # matmul in bf16 (mixed precision: 1.3x faster steps on AMX CPUs, held-out FVU within noise, bench_precision.py)
+    # the paper's core / k (**deviation**: the tau rule alone gives ~3k here; see nbs/15_study). Speed on AMX CPUs:
+    # the selection matmul in bf16 (1.3x faster steps, held-out FVU within noise, bench_precision.py), AuxK's decode
+    # in bf16 (~2x faster steps of a dead dictionary, bench_auxk.py) and the language model in bf16, as the paper
+    # profile runs it on GPU (2.7x faster forward, next-token loss within 0.001 nats, bench_lm_dtype.py)
     "small": dict(profile="small", **MINIATURE, core_max=50, transfer_ks=(40, 80, 160), seeds=(0,),
-                  preact_dtype="bfloat16", run_dir="runs/small"),
+                  preact_dtype="bfloat16", aux_dtype="bfloat16", model_dtype="bfloat16", run_dir="runs/small"),
     # the study (nbs/15_study): the same regime over seeds and readings of the core (variants)
     "study": dict(profile="study", **MINIATURE, transfer_ks=(20, 40, 80, 160), seeds=(0, 1, 2), run_dir="runs"),
     "paper": dict(profile="paper", model_name="google/gemma-2-2b", hook_layer=12, device="cuda",

@@ -17,7 +17,8 @@ from .distributed import batch_group
 
 # %% auto #0
 __all__ = ['check_prefixes', 'matryoshka_prefixes', 'cut_estimate', 'batch_topk_select', 'GatherPreacts', 'SAECfg',
-           'check_core', 'init_weights', 'SAE', 'grad_check', 'sae_lens_cfg', 'save_sae', 'load_sae']
+           'check_core', 'init_weights', 'SAE', 'DenseAuxDecode', 'grad_check', 'sae_lens_cfg', 'save_sae',
+           'load_sae']
 
 # %% ../nbs/07_sae.ipynb #9c8fc24a
 def check_prefixes(prefixes, # cumulative non-core prefix sizes m_0 < ... < m_L
@@ -431,18 +432,47 @@ def _aux_entries(self: SAE, h: torch.Tensor, dead: torch.Tensor):
     keep = vals > 0
     return rows[keep], cols[keep], vals[keep].float()
 
+# %% ../nbs/07_sae.ipynb #3987e444
+class DenseAuxDecode(torch.autograd.Function):
+    "AuxK's reconstruction from kept entries as dense matmuls in `dtype`, with `GatherPreacts`' sparse-style gradients."
+    @staticmethod
+    def forward(ctx, vals, xc, W_enc, b_enc, b_dec, W_dec, rows, cols, dtype):
+        used = torch.bincount(cols, minlength=W_dec.shape[0]) > 0
+        idx = used.nonzero().squeeze(1)                             # the latents that have an entry
+        j = (used.cumsum(0) - 1)[cols]                              # each entry's column among them
+        A = torch.zeros(xc.shape[0], idx.numel(), dtype=dtype, device=xc.device)
+        A[rows, j] = vals.to(dtype)
+        Wd = W_dec.index_select(0, idx).to(dtype)
+        ctx.save_for_backward(A, xc, W_enc, W_dec, Wd, rows, cols, j, idx)
+        return (A @ Wd).float()
+
+    @staticmethod
+    def backward(ctx, g):
+        A, xc, W_enc, W_dec, Wd, rows, cols, j, idx = ctx.saved_tensors
+        gl = g.to(A.dtype)
+        g_vals = (gl @ Wd.t())[rows, j].float()                     # d loss / d v_e
+        G = torch.zeros_like(A).index_put_((rows, j), g_vals.to(A.dtype))
+        g_W_dec = torch.zeros_like(W_dec).index_copy_(0, idx, (A.t() @ gl).float())
+        g_W_enc = torch.zeros_like(W_enc).index_copy_(1, idx, (xc.to(A.dtype).t() @ G).float())
+        g_b_enc = torch.zeros(W_enc.shape[1], dtype=g_vals.dtype, device=g.device).index_add_(0, cols, g_vals)
+        return None, None, g_W_enc, g_b_enc, -(W_enc @ g_b_enc), g_W_dec, None, None, None
+
+# %% ../nbs/07_sae.ipynb #cccc0840
 @patch
 def _auxk_loss(self: SAE, resid: torch.Tensor, # [B, d] detached residual of the full level
                xc: torch.Tensor, # x - b_dec
                aux_e, # `_aux_entries`, or None
                group, # the `BatchGroup` sharing the batch
                h_g: torch.Tensor | None = None, # [B, F] pre-activations with autograd (dense reference path)
+               dtype: torch.dtype = torch.float32, # `bfloat16`: decode with dense matmuls (`DenseAuxDecode`)
               ) -> torch.Tensor | None:
     "AuxK: the dead latents' reconstruction error of the residual over its variance (None: no rank has an entry)."
     if aux_e is None or not group.count(aux_e[0].numel()): return None
     rows, cols, vals = aux_e
     if not rows.numel(): recon = torch.zeros_like(resid)         # none on this rank, some on another
     elif h_g is not None: recon = _dense_acts(h_g, rows, cols) @ self.W_dec
+    elif dtype != torch.float32:
+        recon = DenseAuxDecode.apply(vals, xc, self.W_enc, self.b_enc, self.b_dec, self.W_dec, rows, cols, dtype)
     else: recon = self._sparse_decode(xc, rows, resid.shape[0], rows, cols, vals, bags_sorted=True)
     return ((recon - resid).pow(2).sum(-1).mean() / group.variance(resid)).nan_to_num(0.0)
 
@@ -485,6 +515,7 @@ def training_loss(self: SAE, x: torch.Tensor, # [B, d_in] training batch (scaled
                   dead: torch.Tensor | None = None, # override the dead mask (tests)
                   distributed: bool = False, # `x` is this rank's equal slice of a global batch (`dmsae.distributed`)
                   preact_dtype: torch.dtype = torch.float32, # dtype of the pre-activations that rank the entries
+                  aux_dtype: torch.dtype = torch.float32, # dtype of AuxK's decode (`bfloat16`: `DenseAuxDecode`)
                  ) -> dict:
     "Matryoshka BatchTopK loss with AuxK; returns the loss tensor and detached statistics."
     self._check_batch(x)
@@ -504,7 +535,7 @@ def training_loss(self: SAE, x: torch.Tensor, # [B, d_in] training batch (scaled
     level_mse = err.pow(2).sum(-1).mean(-1)
     loss = level_mse.mean()
     resid = -err[-1].detach()
-    aux = self._auxk_loss(resid, xc, aux_e, group, h_g)
+    aux = self._auxk_loss(resid, xc, aux_e, group, h_g, aux_dtype)
     if aux is not None: loss = loss + self.cfg.aux_alpha * aux
     aux = 0.0 if aux is None else float(aux.detach())
     return dict(loss=loss, **self._loss_stats(x, resid, level_mse, aux, rows, cols, free_vals, dead, budget))

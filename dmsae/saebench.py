@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_saebench.ipynb #f791f23a
 from __future__ import annotations
-import hashlib, json, os, warnings
+import hashlib, json, os, re, warnings
 from contextlib import contextmanager
 from pathlib import Path
 import numpy as np, torch
@@ -291,12 +291,24 @@ class SharedPasses:
     def run_with_cache(self, tokens, **kw):
         return self._shared("cache", tokens, kw, lambda: self.model.run_with_cache(tokens, **kw))
 
+    def _start_block(self, hooks: list, kw: dict) -> int | None:
+        "The block to start a hooked pass at: the one block all hooks sit in (None: run from the embedding)."
+        blocks = {m.group(1) if (m := re.match(r"blocks\.(\d+)\.", h)) else None for h, _ in hooks}
+        plain = (self.model.cfg.positional_embedding_type != "shortformer" and
+                 getattr(self.model.tokenizer, "padding_side", "right") != "left" and
+                 not {"start_at_layer", "stop_at_layer", "attention_mask", "past_kv_cache"} & set(kw))
+        return int(blocks.pop()) if len(blocks) == 1 and None not in blocks and plain else None
+
     def run_with_hooks(self, tokens, fwd_hooks=(), **kw):
         hooks = list(fwd_hooks)
-        run = lambda: self.model.run_with_hooks(tokens, fwd_hooks=hooks, **kw)
         names = [(h, getattr(f, "__name__", "")) for h, f in hooks]
-        if len(names) != 1 or names[0][1] != self.ZERO_HOOK: return run()
-        return self._shared(f"zero:{names[0][0]}", tokens, kw, run)
+        if len(names) == 1 and names[0][1] == self.ZERO_HOOK:
+            return self._shared(f"zero:{names[0][0]}", tokens, kw,
+                                lambda: self.model.run_with_hooks(tokens, fwd_hooks=hooks, **kw))
+        start = self._start_block(hooks, kw) if torch.is_tensor(tokens) else None
+        if not start: return self.model.run_with_hooks(tokens, fwd_hooks=hooks, **kw)
+        resid = self._shared(f"resid_pre:{start}", tokens, {}, lambda: self.model(tokens, stop_at_layer=start))
+        return self.model.run_with_hooks(resid, fwd_hooks=hooks, start_at_layer=start, tokens=tokens, **kw)
 
 # %% ../nbs/13_saebench.ipynb #3045d7d9
 def run_meta_structure(sae_path, # an SAE folder

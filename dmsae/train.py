@@ -15,7 +15,7 @@ from .sae import SAE, save_sae, load_sae, check_core
 from .distributed import rank_world, is_main, barrier, all_reduce, folder_lock
 
 # %% auto #0
-__all__ = ['CKPT_NAME', 'TensorSource', 'input_scale', 'geometric_median', 'default_lr', 'lr_factor',
+__all__ = ['CKPT_NAME', 'BF16_FIELDS', 'TensorSource', 'input_scale', 'geometric_median', 'default_lr', 'lr_factor',
            'remove_parallel_grad', 'normalise_decoder', 'init_sae', 'save_checkpoint', 'load_checkpoint',
            'TrainState', 'make_state', 'train_step', 'cpu_has_bf16', 'precision_warning', 'train_sae']
 
@@ -166,6 +166,7 @@ class TrainState:
     grad_clip: float # gradient-norm clip
     dense: bool = False # dense autograd reference path (slow; for tests)
     preact_dtype: torch.dtype = torch.float32 # dtype of the pre-activations that rank the entries (`cfg.preact_dtype`)
+    aux_dtype: torch.dtype = torch.float32 # dtype of AuxK's decode (`cfg.aux_dtype`)
     step: int = 0 # steps done
     stream: _Stream | None = None # where the next batch comes from
     history: list = field(default_factory=list) # history rows so far
@@ -188,7 +189,7 @@ class TrainState:
         if self.loss_fn is None: self.loss_fn = self.sae.training_loss
 
 def make_state(sae: SAE, # the SAE, already on its device
-               cfg: DMSAEConfig, # lr, warmup_steps, decay_fraction, grad_clip, preact_dtype
+               cfg: DMSAEConfig, # lr, warmup_steps, decay_fraction, grad_clip, preact_dtype, aux_dtype
                n_steps: int, # steps of the whole run (the schedule's T)
                scale: float = 1.0, # input scale s
                **kw) -> TrainState: # more `TrainState` fields (stream, step, history, ...)
@@ -201,7 +202,7 @@ def make_state(sae: SAE, # the SAE, already on its device
     core_cols = sae.W_enc.detach()[:, :sae.n_core].clone() if sae.n_core else None
     return TrainState(sae=sae, opt=opt, sched=sched, params=params, scale=scale,
                       warm=min(cfg.warmup_steps, n_steps // 10), grad_clip=cfg.grad_clip, core_cols=core_cols,
-                      preact_dtype=getattr(torch, cfg.preact_dtype), **kw)
+                      preact_dtype=getattr(torch, cfg.preact_dtype), aux_dtype=getattr(torch, cfg.aux_dtype), **kw)
 
 # %% ../nbs/08_train.ipynb #f7563888
 def _step_stats(out: dict) -> dict:
@@ -231,7 +232,7 @@ def train_step(state: TrainState, # advanced in place
     x = x.to(device=sae.device, dtype=torch.float32) * state.scale
     with record_function("train_step: training_loss (forward)"):
         out = state.loss_fn(x, dense=state.dense, update_threshold=state.step >= state.warm,
-                            preact_dtype=state.preact_dtype)
+                            preact_dtype=state.preact_dtype, aux_dtype=state.aux_dtype)
         if not torch.isfinite(out["loss"]):
             raise ValueError(f"loss is {float(out['loss'])} at step {state.step}; lower lr (cfg.lr) or check the data")
     with record_function("train_step: backward"):
@@ -414,11 +415,15 @@ def cpu_has_bf16() -> bool:
     try: return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError): return False
 
+BF16_FIELDS = ("preact_dtype", "aux_dtype", "model_dtype") # fields whose `bfloat16` is a speed-up on bf16 hardware
+
 def precision_warning(cfg: DMSAEConfig) -> str | None:
-    "Warn when `preact_dtype='bfloat16'` would run emulated (slower than float32) on this CPU; the message."
-    if cfg.preact_dtype != "bfloat16" or not cfg.device.startswith("cpu") or cpu_has_bf16(): return None
-    msg = ("preact_dtype='bfloat16' on a CPU without bf16 matmul units (AVX512-BF16 / AMX) is emulated and slower "
-           "than float32; set preact_dtype='float32' (e.g. --set preact_dtype=float32)")
+    "Warn when a `bfloat16` speed field would run emulated (slower than float32) on this CPU; the message."
+    slow = [n for n in BF16_FIELDS if getattr(cfg, n) == "bfloat16"]
+    if not slow or not cfg.device.startswith("cpu") or cpu_has_bf16(): return None
+    fix = " ".join(f"{n}=float32" for n in slow)
+    msg = (f"{', '.join(n + '=bfloat16' for n in slow)} on a CPU without bf16 matmul units (AVX512-BF16 / AMX) runs "
+           f"emulated and slower than float32; set float32 (e.g. --set {fix})")
     warnings.warn(msg, stacklevel=2)
     return msg
 

@@ -63,6 +63,26 @@ def test_float16_overflow_is_refused_at_caching_and_bfloat16_runs(home, tmp_path
     assert all(math.isfinite(r["ce_recovered"]) and math.isfinite(r["fvu"]) for r in rows), rows
 
 
+def test_the_small_profile_speed_settings_run_the_pipeline(home, tmp_path):
+    "The language model and AuxK's decode in bfloat16 (as in `small`): own caches, a whole run with finite metrics."
+    from dmsae.activations import cache_dir
+    from dmsae.config import get_config
+    from dmsae.distill import distill, transfer
+    from dmsae.evaluate import evaluate_run
+    from dmsae.model import lm_for
+    cfg = get_config("tiny", model_name=make_model(tmp_path / "llama", "llama"), **RUN, model_dtype="bfloat16",
+                     aux_dtype="bfloat16", preact_dtype="bfloat16")
+    assert cache_dir(cfg) != cache_dir(cfg.replace(model_dtype="float32"))      # a bf16 cache is another cache
+    lm = lm_for(cfg)
+    assert {p.dtype for p in lm.model.parameters()} == {torch.bfloat16}
+    distill(cfg, lm, run_dir=tmp_path / "run", progress=False)
+    transfer(cfg, methods=("dmsae", "matryoshka"), lm=lm, run_dir=tmp_path / "run", progress=False)
+    rows = evaluate_run(tmp_path / "run" / "transfer", cfg, lm, levels=False, n_contexts=cfg.eval_contexts,
+                        progress=False)
+    assert len(rows) == 2 and all(math.isfinite(r[m]) for r in rows for m in ("fvu", "l0", "ce_recovered")), rows
+    assert all(0 < r["fvu"] < 1.5 for r in rows), rows
+
+
 def test_a_new_model_from_the_shell(home, tmp_path):
     "cache -> distill -> transfer -> evaluate (with SAEBench core) with `dmsae` commands alone, on a local Gemma-2."
     import subprocess, sys
