@@ -17,12 +17,12 @@ import os
 
 for _k, _v in dict(OMP_WAIT_POLICY="PASSIVE", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1").items():
     os.environ.setdefault(_k, _v)  # before torch is imported (libgomp reads OMP_* when it loads)
-import argparse, statistics, sys, time
+import argparse, sys
 from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import table, write
+from common import alternated_step_ms, table, write
 
 DTYPES = ("float32", "bfloat16")
 
@@ -48,16 +48,9 @@ def make_states(cfg, x: torch.Tensor, core: torch.Tensor, dead: bool) -> dict:
 
 def step_rows(cfg, batches: list, core: torch.Tensor, blocks: int, per_block: int) -> list[dict]:
     "Median ms per `train_step` at each `aux_dtype`, for a dead and a live dictionary, alternating blocks."
-    from dmsae.train import train_step
     rows = []
     for dead in (True, False):
-        states, times = make_states(cfg, batches[0], core, dead), {dt: [] for dt in DTYPES}
-        for b in range(blocks + 1):
-            for dt, st in states.items():
-                t = time.perf_counter()
-                for i in range(per_block): train_step(st, batches[(b * per_block + i) % len(batches)])
-                if b: times[dt].append((time.perf_counter() - t) * 1000 / per_block)   # block 0 warms up
-        ms = {dt: statistics.median(t) for dt, t in times.items()}
+        ms = alternated_step_ms(make_states(cfg, batches[0], core, dead), batches, blocks, per_block)
         rows += [{"dictionary": "dead (AuxK on 4,046)" if dead else "live (no AuxK)", "aux_dtype": dt,
                   "ms / step": ms[dt], "speed-up": ms["float32"] / ms[dt]} for dt in DTYPES]
     return rows

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import table, write
+from common import alternated_step_ms, table, write
 
 DTYPES = ("float32", "bfloat16")
 
@@ -81,18 +81,12 @@ def selection_rows(x: torch.Tensor, cfg, reps: int) -> list[dict]:
 
 def step_rows(batches: list, cfg, blocks: int, per_block: int) -> list[dict]:
     "Median ms per `train_step` at each `preact_dtype`, alternating blocks of `per_block` steps."
-    from dmsae.train import init_sae, make_state, train_step
+    from dmsae.train import init_sae, make_state
     states = {}
     for dt in DTYPES:
         c = cfg.replace(preact_dtype=dt)
         states[dt] = make_state(init_sae(c, batches[0].shape[1], None, batches[0]), c, n_steps=10_000)
-    times = {dt: [] for dt in DTYPES}
-    for b in range(blocks + 1):
-        for dt, st in states.items():
-            t = time.perf_counter()
-            for i in range(per_block): train_step(st, batches[(b * per_block + i) % len(batches)])
-            if b: times[dt].append((time.perf_counter() - t) * 1000 / per_block)   # block 0 warms up
-    ms = {dt: statistics.median(t) for dt, t in times.items()}
+    ms = alternated_step_ms(states, batches, blocks, per_block)
     return [{"preact_dtype": dt, "ms / step": ms[dt], "steps / s": 1000 / ms[dt], "speed-up": ms["float32"] / ms[dt]}
             for dt in DTYPES]
 

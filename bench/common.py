@@ -1,5 +1,5 @@
 """Shared helpers of the benchmark scripts: machine description, memory figures, scratch homes and result tables."""
-import sys, time
+import statistics, sys, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 from machine import describe  # noqa: E402
@@ -43,3 +43,16 @@ def write_result(name: str, quick: bool, title: str, body: str):
     "`write` to `results/{name}-quick.md` or `results/{name}.md`, with the command line that ran this script."
     command = f"python bench/{Path(sys.argv[0]).name} " + " ".join(sys.argv[1:])
     write(f"{name}-quick" if quick else name, title, body, command)
+
+def alternated_step_ms(states: dict, # name -> `dmsae.train.TrainState`
+                       batches: list, # training batches, cycled
+                       blocks: int, per_block: int) -> dict:
+    "Median ms per `train_step` of each state, in alternated blocks of `per_block` steps (block 0 warms up)."
+    from dmsae.train import train_step
+    times = {n: [] for n in states}
+    for b in range(blocks + 1):
+        for n, st in states.items():
+            t = time.perf_counter()
+            for i in range(per_block): train_step(st, batches[(b * per_block + i) % len(batches)])
+            if b: times[n].append((time.perf_counter() - t) * 1000 / per_block)
+    return {n: statistics.median(t) for n, t in times.items()}
