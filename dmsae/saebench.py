@@ -293,7 +293,8 @@ class SharedPasses:
 
     def _start_block(self, hooks: list, kw: dict) -> int | None:
         "The block to start a hooked pass at: the one block all hooks sit in (None: run from the embedding)."
-        blocks = {m.group(1) if (m := re.match(r"blocks\.(\d+)\.", h)) else None for h, _ in hooks}
+        blocks = {m.group(1) if isinstance(h, str) and (m := re.match(r"blocks\.(\d+)\.", h)) else None
+                  for h, _ in hooks}                                  # (a name filter that is a function: None)
         plain = (self.model.cfg.positional_embedding_type != "shortformer" and
                  getattr(self.model.tokenizer, "padding_side", "right") != "left" and
                  not {"start_at_layer", "stop_at_layer", "attention_mask", "past_kv_cache"} & set(kw))
