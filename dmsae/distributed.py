@@ -13,7 +13,7 @@ import torch.distributed as dist
 # %% auto #0
 __all__ = ['rank_world', 'is_main', 'barrier', 'folder_lock', 'resolve_device', 'init_distributed', 'split_range',
            'all_reduce', 'all_gather_cat', 'broadcast_object', 'gather_objects', 'global_kth_largest',
-           'run_local', 'BatchGroup', 'DistributedBatchGroup', 'batch_group']
+           'run_local', 'BatchGroup', 'DistributedBatchGroup', 'batch_group', 'run_parallel']
 
 # %% ../nbs/02_distributed.ipynb #0edce8c5
 def rank_world() -> tuple[int, int]:
@@ -226,3 +226,36 @@ def batch_group(distributed: bool = False, # the batch is this rank's equal slic
                ) -> BatchGroup:
     "The group that shares the training batch: all ranks when `distributed` and there are several, else this process."
     return DistributedBatchGroup() if distributed and rank_world()[1] > 1 else BatchGroup()
+
+# %% ../nbs/02_distributed.ipynb #32844bdf
+def run_parallel(fn, # a module-level function (the spawned processes import it by name)
+                 jobs: list, # one tuple of arguments per call
+                 workers: int = 1, # processes; 1: every call here, one after another
+                 order: list | None = None, # the order to start the jobs in (default: as given)
+                 desc: str | None = None, # label of a tqdm bar over finished jobs (None: no bar)
+                ) -> list:
+    "`[fn(*job) for job in jobs]`, computed by `workers` spawned processes that share this process's CPU threads."
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from tqdm.auto import tqdm
+    order = list(range(len(jobs))) if order is None else list(order)
+    workers = max(1, min(workers, len(jobs)))
+    out, bar = {}, tqdm(total=len(jobs), desc=desc, disable=desc is None)
+    if workers == 1:
+        for i in order:
+            out[i] = fn(*jobs[i])
+            bar.update()
+        return [out[i] for i in range(len(jobs))]
+    threads = max(1, torch.get_num_threads() // workers)       # each process's share, set as it starts
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(workers, ctx, initializer=torch.set_num_threads, initargs=(threads,)) as ex:
+        futures = {ex.submit(fn, *jobs[i]): i for i in order}
+        try:
+            for f in as_completed(futures):
+                out[futures[f]] = f.result()
+                bar.update()
+        except BaseException:
+            ex.shutdown(wait=True, cancel_futures=True)   # the running jobs finish; the waiting ones never start
+            raise
+    bar.close()
+    return [out[i] for i in range(len(jobs))]
