@@ -6,7 +6,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ORDER = ["train", "train-65536", "train-quick", "attribution", "attribution-quick", "cache", "cache-quick", "scaling",
          "scaling-quick", "precision", "precision-quick", "lm_dtype",
-         "lm_dtype-quick", "auxk", "auxk-quick"]
+         "lm_dtype-quick", "auxk", "auxk-quick", "parallel", "parallel-quick"]
 
 def main():
     readme = HERE / "README.md"
