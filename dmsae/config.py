@@ -343,9 +343,9 @@ def validate(self: DMSAEConfig) -> DMSAEConfig:
         refuse(any(not 0 < k <= self.d_sae for k in self.transfer_ks),
                f"transfer_ks={self.transfer_ks} must lie in 1..d_sae")
         check_list("seeds", self.seeds)
+        refuse(any(s < 0 for s in self.seeds), f"seeds={list(self.seeds)}: each must be >= 0")
         refuse(self.transfer_workers < 1,
                f"transfer_workers={self.transfer_workers}: must be >= 1 (1: the transfer's SAEs one at a time)")
-        refuse(any(s < 0 for s in self.seeds), f"seeds={list(self.seeds)}: each must be >= 0")
         check_list("saebench_evals", self.saebench_evals)
         unknown = [e for e in self.saebench_evals if e not in SAEBENCH_EVALS]
         refuse(bool(unknown), f"saebench_evals={list(self.saebench_evals)}: unknown {unknown}; use {SAEBENCH_EVALS}")

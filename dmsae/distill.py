@@ -218,21 +218,19 @@ def _method_kwargs(m: str, # a method of `METHODS`
     return kw
 
 # %% ../nbs/11_distill.ipynb #055ea681
-def _train_transfer(cfg: DMSAEConfig, train, folder: Path, m: str, k: int, seed: int, kw: dict, progress: bool) -> dict:
+def _train_transfer(cfg: DMSAEConfig, cache_root: Path, folder: Path, m: str, k: int, seed: int, kw: dict,
+                    progress: bool) -> dict:
     "Train (or resume, or load) one SAE of the transfer in `folder`; returns its record, also kept in `transfer.json`."
     t0 = time.time()
-    sae, hist = train_sae(cfg.replace(k=k, seed=seed), train, folder, resume=True, progress=progress, **kw)
+    train = ActivationCache(cache_root)              # opened here: the job may run in a `run_parallel` process
+    try: sae, hist = train_sae(cfg.replace(k=k, seed=seed), train, folder, resume=True, progress=progress, **kw)
+    finally: train.close()
     last = hist[-1] if hist else {}
     rec = dict(method=m, k=k, seed=seed, n_core=sae.n_core, steps=kw["n_steps"], folder=f"transfer/{folder.name}",
                fvu=last.get("fvu"), l0=last.get("l0"), l0_core=last.get("l0_core"), dead_frac=last.get("dead_frac"),
                seconds=round(sae.meta.get("train_seconds", time.time() - t0), 1))   # over all attempts
     if is_main(): atomic_write_json(folder / "transfer.json", rec)
     return rec
-
-def _transfer_job(cfg: DMSAEConfig, cache_root: Path, folder: Path, m: str, k: int, seed: int, kw: dict,
-                  progress: bool) -> dict:
-    "`_train_transfer` on the training cache in `cache_root` (a job of `run_parallel`: it opens the cache itself)."
-    return _train_transfer(cfg, ActivationCache(cache_root), folder, m, k, seed, kw, progress)
 
 def transfer(cfg: DMSAEConfig, # run config: `transfer_ks`, `seeds`
              core_path=None, # distilled core (default: the run's `distill/distilled_core.safetensors`)
@@ -254,18 +252,19 @@ def transfer(cfg: DMSAEConfig, # run config: `transfer_ks`, `seeds`
     train = build_activation_cache(cfg, "train", lm, progress=False)
     base_steps = cfg.n_steps   # `train_steps`, else one pass over the cache
     workers = cfg.transfer_workers if rank_world()[1] == 1 else 1   # under torchrun the ranks train each SAE together
-    jobs = []
+    jobs, steps = [], []
     for seed, k, m in _grid(methods, ks, seeds, cm_ks):
         kw = _method_kwargs(m, core, core_ids, base_steps, cfg.n_cycles, seed)
         kw.update(same_as=[root / "distill" / "cycle_0" / "sae"])       # the plain SAE at cfg.k is cycle 0: copied
         folder = root / "transfer" / f"{m}_k{k}_s{seed}"
         jobs.append((cfg, train.root, folder, m, k, seed, kw, progress and workers == 1))
-    order = sorted(range(len(jobs)), key=lambda i: -jobs[i][6]["n_steps"]) if workers > 1 else None   # longest first
+        steps.append(kw["n_steps"])
+    order = sorted(range(len(jobs)), key=lambda i: -steps[i]) if workers > 1 else None   # the longest first
     desc = f"transfer: SAEs, {workers} at a time" if progress and workers > 1 else None
     root.mkdir(parents=True, exist_ok=True)
     # a second process (e.g. the next papermill stage) waits, then finds every SAE finished
     with folder_lock(root / ".transfer.lock"):
-        return run_parallel(_transfer_job, jobs, workers, order, desc)
+        return run_parallel(_train_transfer, jobs, workers, order, desc)
 
 # %% ../nbs/11_distill.ipynb #5fedeaed
 def _same_weights(a: Path, b: Path) -> bool:
