@@ -245,17 +245,17 @@ def run_parallel(fn, # a module-level function (the spawned processes import it 
         for i in order:
             out[i] = fn(*jobs[i])
             bar.update()
-        return [out[i] for i in range(len(jobs))]
-    threads = max(1, torch.get_num_threads() // workers)       # each process's share, set as it starts
-    ctx = mp.get_context("spawn")
-    with ProcessPoolExecutor(workers, ctx, initializer=torch.set_num_threads, initargs=(threads,)) as ex:
-        futures = {ex.submit(fn, *jobs[i]): i for i in order}
-        try:
-            for f in as_completed(futures):
-                out[futures[f]] = f.result()
-                bar.update()
-        except BaseException:
-            ex.shutdown(wait=True, cancel_futures=True)   # the running jobs finish; the waiting ones never start
-            raise
+    else:
+        threads = max(1, torch.get_num_threads() // workers)       # each process's share, set as it starts
+        ctx = mp.get_context("spawn")
+        with ProcessPoolExecutor(workers, ctx, initializer=torch.set_num_threads, initargs=(threads,)) as ex:
+            futures = {ex.submit(fn, *jobs[i]): i for i in order}
+            try:
+                for f in as_completed(futures):
+                    out[futures[f]] = f.result()
+                    bar.update()
+            except BaseException:
+                ex.shutdown(wait=True, cancel_futures=True)   # the running jobs finish; the waiting ones never start
+                raise
     bar.close()
     return [out[i] for i in range(len(jobs))]
