@@ -63,6 +63,11 @@ def test_relativise_paths():
     assert relativise(text, root="/tmp/c", home="/tmp/h") == (
         '"runs/small/distill", "$DMSAE_HOME/activations/train-1", cwd "." and /tmp/c2/x, https://ex.org/tmp/c/a')
     assert relativise("/r/.h/models", root="/r", home="/r/.h") == "$DMSAE_HOME/models"   # home inside the repo
+    venv = "/w/main/.venv/lib/python3.11/site-packages/tqdm/auto.py:21: TqdmWarning"   # a linked .venv's real path
+    assert relativise(venv, root="/tmp/c", home="/tmp/h", env="/w/main/.venv") == (
+        "$PYTHON_ENV/lib/python3.11/site-packages/tqdm/auto.py:21: TqdmWarning")
+    assert relativise("/tmp/c/.venv/bin/python", root="/tmp/c", home="/tmp/h", env="/tmp/c/.venv") == (
+        "$PYTHON_ENV/bin/python")                                                     # the same text either way
 
 def fake_manifest(version, pinned):
     return dict(version=version, sources={n: dict(p, jsonl_sha256=p["jsonl_sha256"] or "0" * 64,
