@@ -1,11 +1,11 @@
 #!/usr/bin/env python
-"""Replace the machine's absolute paths in result files by paths relative to the repository or to $DMSAE_HOME.
+"""Replace the machine's absolute paths in result files by paths relative to the repository, $DMSAE_HOME or the venv.
 
 A path under the repository becomes relative to it (`/tmp/clone/runs/small` -> `runs/small`, the repository itself
 `.`); a path under DMSAE_HOME becomes `$DMSAE_HOME/...`; a path inside the running virtual environment becomes
 `$PYTHON_ENV/...` (a library's warning names its file, and `.venv` may be a link to a folder outside the repository).
-Only those path strings change. tools/reproduce.py applies it
-to each executed notebook; by hand, for files written elsewhere:
+Only those path strings change. tools/reproduce.py applies it to each executed notebook; by hand, for files written
+elsewhere:
 
     python tools/relpaths.py figures/small/*.json figures/small/executed/*.ipynb
     python tools/relpaths.py --root /tmp/quiet_clone --home /tmp/quiet_home figures/small/*.json   # another machine's
