@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import alternated_step_ms, table, write
+from common import alternated_step_ms, median_ms, table, write
 
 DTYPES = ("float32", "bfloat16")
 
@@ -48,17 +48,6 @@ def full_topk(a: torch.Tensor, budget: int) -> torch.Tensor:
     "`torch.topk` over every entry (positive ones kept)."
     top = a.reshape(-1).topk(budget, sorted=False)
     return top.indices[top.values > 0]
-
-
-def median_ms(fn, reps: int) -> float:
-    "Median wall milliseconds of `fn()` over `reps` calls (after one warm-up call)."
-    fn()
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        ts.append((time.perf_counter() - t) * 1000)
-    return statistics.median(ts)
 
 
 def selection_rows(x: torch.Tensor, cfg, reps: int) -> list[dict]:

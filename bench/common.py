@@ -56,3 +56,13 @@ def alternated_step_ms(states: dict, # name -> `dmsae.train.TrainState`
             for i in range(per_block): train_step(st, batches[(b * per_block + i) % len(batches)])
             if b: times[n].append((time.perf_counter() - t) * 1000 / per_block)
     return {n: statistics.median(t) for n, t in times.items()}
+
+def median_ms(fn, reps: int) -> float:
+    "Median wall milliseconds of `fn()` over `reps` calls (after one warm-up call)."
+    fn()
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        ts.append((time.perf_counter() - t) * 1000)
+    return statistics.median(ts)

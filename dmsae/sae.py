@@ -16,9 +16,9 @@ from .config import (refuse, check_choice, check_k, check_group_fractions, CORE_
 from .distributed import batch_group
 
 # %% auto #0
-__all__ = ['check_prefixes', 'matryoshka_prefixes', 'cut_estimate', 'batch_topk_select', 'GatherPreacts', 'SAECfg',
-           'check_core', 'init_weights', 'SAE', 'DenseAuxDecode', 'grad_check', 'sae_lens_cfg', 'save_sae',
-           'load_sae']
+__all__ = ['check_prefixes', 'matryoshka_prefixes', 'cut_estimate', 'positive_at_least', 'flat_nonzero',
+           'batch_topk_select', 'GatherPreacts', 'SAECfg', 'check_core', 'init_weights', 'SAE',
+           'DenseAuxDecode', 'grad_check', 'sae_lens_cfg', 'save_sae', 'load_sae']
 
 # %% ../nbs/07_sae.ipynb #9c8fc24a
 def check_prefixes(prefixes, # cumulative non-core prefix sizes m_0 < ... < m_L
@@ -59,6 +59,29 @@ def cut_estimate(flat: torch.Tensor, # scores, flattened, with more than `budget
     r = budget * sub.numel() / flat.numel()                 # rank of the whole's K-th largest within the sample
     return sub.topk(min(sub.numel(), math.ceil(1.05 * r + 4 * math.sqrt(r))), sorted=False).values.min()
 
+# %% ../nbs/07_sae.ipynb #fb7ade43
+_BITS = {2: torch.int16, 4: torch.int32, 8: torch.int64}   # integer of the same width as a float dtype
+
+def positive_at_least(flat: torch.Tensor, # 1-D finite scores
+                      cut: float | torch.Tensor = 0.0, # lower bound, in the dtype of `flat` (<= 0: none)
+                     ) -> torch.Tensor:
+    "Mask of the strictly positive entries of `flat` that are >= `cut`; on CPU one comparison of bits as integers."
+    if not (flat.device.type == "cpu" and flat.is_floating_point() and flat.element_size() in _BITS
+            and flat.is_contiguous()): return (flat >= cut) & (flat > 0)
+    it = _BITS[flat.element_size()]
+    c = int(torch.as_tensor(cut, dtype=flat.dtype).view(it))      # the cut's bits (negative when the cut is)
+    return flat.view(it) >= max(c, 1)                              # bits >= 1: the value is > 0
+
+# %% ../nbs/07_sae.ipynb #325ba1a7
+def flat_nonzero(m: torch.Tensor, # 1-D bool mask
+                ) -> torch.Tensor:
+    "The indices of the `True` entries of `m`, in order (`m.nonzero()`); on CPU first over 8-entry words."
+    if (m.device.type != "cpu" or m.numel() < 1 << 16 or m.numel() % 8 or not m.is_contiguous()
+            or m.storage_offset() % 8): return m.nonzero().squeeze(1)
+    w = m.view(torch.int64).nonzero().squeeze(1)                   # the words that hold at least one True entry
+    r, c = m.view(-1, 8).index_select(0, w).nonzero(as_tuple=True)  # the entries within those words
+    return w[r] * 8 + c
+
 # %% ../nbs/07_sae.ipynb #9a7d7afb
 def batch_topk_select(a: torch.Tensor, # scores, any shape (flattened); only strictly positive entries can be kept
                       budget: int, # number of entries to keep
@@ -67,10 +90,10 @@ def batch_topk_select(a: torch.Tensor, # scores, any shape (flattened); only str
     flat = a.reshape(-1)
     N = flat.numel()
     if budget <= 0 or N == 0: return torch.zeros(0, dtype=torch.long, device=a.device)
-    if budget >= N: return (flat > 0).nonzero().squeeze(1)
+    if budget >= N: return flat_nonzero(positive_at_least(flat))
     lb = cut_estimate(flat, budget, a.shape[-1] if a.ndim else 1) if N >= 1 << 16 else flat.new_zeros(())
-    cand = (flat >= lb).nonzero().squeeze(1) if lb > 0 else (flat > 0).nonzero().squeeze(1)
-    if cand.numel() < budget and lb > 0: cand = (flat > 0).nonzero().squeeze(1)   # the estimate was too high
+    cand = flat_nonzero(positive_at_least(flat, lb))
+    if cand.numel() < budget and lb > 0: cand = flat_nonzero(positive_at_least(flat))   # the estimate was too high
     if cand.numel() > budget: cand = cand[flat[cand].topk(budget, sorted=False).indices]
     return cand[flat[cand] > 0]
 
