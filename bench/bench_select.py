@@ -6,9 +6,9 @@
 `dmsae.sae.batch_topk_select` scans the B F pre-activations twice before its exact top-K: a comparison with the cut
 estimate and a `nonzero` of the mask. Since 3 December 2026 it does both exactly but faster (`positive_at_least`: the
 bits of the scores compared as integers; `flat_nonzero`: `nonzero` over 64-bit words first). The plain version is kept
-here as the reference. On the `small` profile's shapes (d 576, F 4096, batch 1024, k 80, a 50-latent ReLU core, its
-bf16 settings) on its activation cache (built in $DMSAE_HOME if missing,
-about 5 minutes), in one process, alternated, medians:
+here as the reference. On the `small` profile's shapes and bf16 settings (d 576, F 4096, batch 1024, k 80, a random
+50-latent ReLU core) and its activation cache (built in $DMSAE_HOME if missing, about 5 minutes), in one process,
+alternated, medians:
 
 1. **Selection** of one batch's pre-activations (after 20 training steps) in float32 and bfloat16, with one and two
    threads: plain vs dmsae, and the returned indices compared (the same tensor, order included).
@@ -106,7 +106,7 @@ def step_rows(blocks: int, per_block: int) -> list[dict]:
     for nt in (1, 2):
         torch.set_num_threads(nt)
         cfg, batches, state = setup()
-        steps(state, batches, 40, FAST)                  # past the dead window: AuxK runs where latents starve
+        steps(state, batches, 40, FAST)                  # past the dead window (30,720 tokens): AuxK can run
         ms = {n: [] for n in SELECT}
         for _ in range(blocks):
             for n, fn in SELECT.items(): ms[n].append(steps(state, batches, per_block, fn))
