@@ -20,8 +20,8 @@ from .attribution import attribute, Attribution
 from .selection import select_core, candidate_ids, jaccard
 
 # %% auto #0
-__all__ = ['METHODS', 'save_core', 'load_core', 'random_core', 'cycle_config', 'run_cycle', 'DistillResult', 'distill',
-           'transfer', 'plain_attribution']
+__all__ = ['METHODS', 'CORE_FREE', 'save_core', 'load_core', 'random_core', 'cycle_config', 'run_cycle',
+           'DistillResult', 'distill', 'transfer', 'distill_stage', 'plain_attribution']
 
 # %% ../nbs/11_distill.ipynb #ba32859b
 def save_core(path, # `.safetensors` file
@@ -232,6 +232,23 @@ def _train_transfer(cfg: DMSAEConfig, cache_root: Path, folder: Path, m: str, k:
     if is_main(): atomic_write_json(folder / "transfer.json", rec)
     return rec
 
+def _transfer_jobs(cfg: DMSAEConfig, root: Path, # run config and run folder
+                   cache_root: Path, # the training cache's folder
+                   core, core_ids, # the distilled core (None: only core-free methods in `grid`)
+                   grid: list, # `(seed, k, method)` of each SAE (`_grid`)
+                   progress: bool) -> list:
+    "The `_train_transfer` arguments of each SAE of `grid`; `cfg.n_steps` per training (`train_steps`, else one pass)."
+    jobs = []
+    for seed, k, m in grid:
+        kw = _method_kwargs(m, core, core_ids, cfg.n_steps, cfg.n_cycles, seed)
+        kw.update(same_as=[root / "distill" / "cycle_0" / "sae"])       # the plain SAE at cfg.k is cycle 0: copied
+        jobs.append((cfg, cache_root, root / "transfer" / f"{m}_k{k}_s{seed}", m, k, seed, kw, progress))
+    return jobs
+
+def _longest_first(jobs: list) -> list:
+    "The order to start `_transfer_jobs` in on parallel workers: the most steps first, so that they finish together."
+    return sorted(range(len(jobs)), key=lambda i: -jobs[i][6]["n_steps"])
+
 def transfer(cfg: DMSAEConfig, # run config: `transfer_ks`, `seeds`
              core_path=None, # distilled core (default: the run's `distill/distilled_core.safetensors`)
              methods=METHODS, # which methods to train
@@ -250,21 +267,50 @@ def transfer(cfg: DMSAEConfig, # run config: `transfer_ks`, `seeds`
     from dmsae.model import lm_for
     lm = lm_for(cfg, lm)
     train = build_activation_cache(cfg, "train", lm, progress=False)
-    base_steps = cfg.n_steps   # `train_steps`, else one pass over the cache
     workers = cfg.transfer_workers if rank_world()[1] == 1 else 1   # under torchrun the ranks train each SAE together
-    jobs, steps = [], []
-    for seed, k, m in _grid(methods, ks, seeds, cm_ks):
-        kw = _method_kwargs(m, core, core_ids, base_steps, cfg.n_cycles, seed)
-        kw.update(same_as=[root / "distill" / "cycle_0" / "sae"])       # the plain SAE at cfg.k is cycle 0: copied
-        folder = root / "transfer" / f"{m}_k{k}_s{seed}"
-        jobs.append((cfg, train.root, folder, m, k, seed, kw, progress and workers == 1))
-        steps.append(kw["n_steps"])
-    order = sorted(range(len(jobs)), key=lambda i: -steps[i]) if workers > 1 else None   # the longest first
+    grid = _grid(methods, ks, seeds, cm_ks)
+    jobs = _transfer_jobs(cfg, root, train.root, core, core_ids, grid, progress and workers == 1)
+    order = _longest_first(jobs) if workers > 1 else None
     desc = f"transfer: SAEs, {workers} at a time" if progress and workers > 1 else None
     root.mkdir(parents=True, exist_ok=True)
     # a second process (e.g. the next papermill stage) waits, then finds every SAE finished
     with folder_lock(root / ".transfer.lock"):
         return run_parallel(_train_transfer, jobs, workers, order, desc)
+
+# %% ../nbs/11_distill.ipynb #75168107
+CORE_FREE = ("matryoshka", "compute_matched")   # the transfer's methods that freeze no core
+
+def _core_free_grid(cfg: DMSAEConfig) -> list:
+    "The transfer's `(seed, k, method)` that need no core, less the plain SAE that is cycle 0 itself (copied later)."
+    c0 = cycle_config(cfg, 0).seed
+    grid = _grid(CORE_FREE, cfg.transfer_ks, cfg.seeds, (cfg.k,))
+    return [(s, k, m) for s, k, m in grid if not (m == "matryoshka" and k == cfg.k and s == c0)]
+
+def _stage_job(what: str, *args):
+    "One job of `distill_stage`'s workers: the distillation (`distill`'s arguments) or one SAE (`_train_transfer`'s)."
+    return distill(*args) if what == "distill" else _train_transfer(*args)
+
+def _distilled(root: Path) -> bool:
+    "Whether the run in `root` holds a finished distillation."
+    man = root / "distill" / "manifest.json"
+    return man.exists() and bool(json.loads(man.read_text()).get("done"))
+
+def distill_stage(cfg: DMSAEConfig, # run config (`transfer_workers` > 1: the core-free SAEs train beside)
+                  lm=None, # a loaded LM (loaded from cfg when None); the spawned distillation loads its own
+                  run_dir=None, # default: cfg.run_dir
+                  progress: bool = True,
+                 ) -> DistillResult:
+    "`distill`, with the transfer's core-free SAEs training beside it in `cfg.transfer_workers` processes in all."
+    root = resolve_path(run_dir or cfg.run_dir)
+    grid = _core_free_grid(cfg)
+    if cfg.transfer_workers < 2 or rank_world()[1] > 1 or not grid or _distilled(root):
+        return distill(cfg, lm, root, progress)
+    train = _data(cfg, lm)[1]                                   # both caches exist before the workers open them
+    jobs = _transfer_jobs(cfg, root, train.root, None, None, grid, False)
+    order = [0, *[1 + i for i in _longest_first(jobs)]]        # the distillation first, then the longest SAE
+    desc = f"distillation + {len(jobs)} core-free SAEs, {cfg.transfer_workers} at a time" if progress else None
+    jobs = [("distill", cfg, None, root, False), *[("transfer", *j) for j in jobs]]
+    return run_parallel(_stage_job, jobs, cfg.transfer_workers, order, desc)[0]
 
 # %% ../nbs/11_distill.ipynb #5fedeaed
 def _same_weights(a: Path, b: Path) -> bool:
