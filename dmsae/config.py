@@ -126,7 +126,7 @@ class DMSAEConfig:
     # processes that train the transfer's SAEs side by side, sharing this process's CPU threads (1: one after another
     # here); a training step is many small operations that do not split well over threads, so on a 2-core CPU two
     # single-thread trainings side by side make ~1.3x the steps per second of one two-thread training; above 1, paper
-    # stage 2 (`dmsae.distill.distill_stage`) also trains the transfer's core-free SAEs beside the distillation
+    # stage 2 (`dmsae.distill.distill_stage`) also trains the transfer's SAEs beside the distillation
     transfer_workers: int = 1
     saebench_evals: tuple = ("core",) # SAEBench evals to run
     eval_contexts: int | None = None # held-out contexts used by evaluation and SAEBench (None: all)

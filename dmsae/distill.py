@@ -280,11 +280,11 @@ def transfer(cfg: DMSAEConfig, # run config: `transfer_ks`, `seeds`
 # %% ../nbs/11_distill.ipynb #75168107
 CORE_FREE = ("matryoshka", "compute_matched")   # the transfer's methods that freeze no core
 
-def _core_free_grid(cfg: DMSAEConfig) -> list:
-    "The transfer's `(seed, k, method)` that need no core, less the plain SAE that is cycle 0 itself (copied later)."
-    c0 = cycle_config(cfg, 0).seed
-    grid = _grid(CORE_FREE, cfg.transfer_ks, cfg.seeds, (cfg.k,))
-    return [(s, k, m) for s, k, m in grid if not (m == "matryoshka" and k == cfg.k and s == c0)]
+def _stage_grids(cfg: DMSAEConfig) -> tuple[list, list]:
+    "The transfer's `(seed, k, method)`: those that need nothing of the distillation, and those that wait for its end."
+    grid = _grid(METHODS, cfg.transfer_ks, cfg.seeds, (cfg.k,))
+    waits = [(s, k, m) for s, k, m in grid if m not in CORE_FREE or (m == "matryoshka" and k == cfg.k)]
+    return [g for g in grid if g not in waits], waits   # (the plain SAE at cfg.k may be cycle 0: copied, not trained)
 
 def _stage_job(what: str, *args):
     "One job of `distill_stage`'s workers: the distillation (`distill`'s arguments) or one SAE (`_train_transfer`'s)."
@@ -295,22 +295,29 @@ def _distilled(root: Path) -> bool:
     man = root / "distill" / "manifest.json"
     return man.exists() and bool(json.loads(man.read_text()).get("done"))
 
-def distill_stage(cfg: DMSAEConfig, # run config (`transfer_workers` > 1: the core-free SAEs train beside)
+def distill_stage(cfg: DMSAEConfig, # run config (`transfer_workers` > 1: the transfer's SAEs train beside)
                   lm=None, # a loaded LM (loaded from cfg when None); the spawned distillation loads its own
                   run_dir=None, # default: cfg.run_dir
                   progress: bool = True,
                  ) -> DistillResult:
-    "`distill`, with the transfer's core-free SAEs training beside it in `cfg.transfer_workers` processes in all."
+    "`distill`, with the transfer's SAEs training beside it (`cfg.transfer_workers` processes in all)."
     root = resolve_path(run_dir or cfg.run_dir)
-    grid = _core_free_grid(cfg)
-    if cfg.transfer_workers < 2 or rank_world()[1] > 1 or not grid or _distilled(root):
+    if cfg.transfer_workers < 2 or rank_world()[1] > 1 or _distilled(root):
         return distill(cfg, lm, root, progress)
+    free, waits = _stage_grids(cfg)
     train = _data(cfg, lm)[1]                                   # both caches exist before the workers open them
-    jobs = _transfer_jobs(cfg, root, train.root, None, None, grid, False)
-    order = [0, *[1 + i for i in _longest_first(jobs)]]        # the distillation first, then the longest SAE
-    desc = f"distillation + {len(jobs)} core-free SAEs, {cfg.transfer_workers} at a time" if progress else None
-    jobs = [("distill", cfg, None, root, False), *[("transfer", *j) for j in jobs]]
-    return run_parallel(_stage_job, jobs, cfg.transfer_workers, order, desc)[0]
+    jobs = [("transfer", *j) for j in _transfer_jobs(cfg, root, train.root, None, None, free, False)]
+
+    def after_distillation(i, result) -> list:                  # the distilled core: the waiting SAEs' jobs
+        if i > 0: return []
+        core, core_ids, _ = load_core(result.core_path)
+        later = _transfer_jobs(cfg, root, train.root, core, core_ids, waits, False)
+        return [("transfer", *later[j]) for j in _longest_first(later)]
+
+    order = [0, *[1 + i for i in _longest_first([j[1:] for j in jobs])]]    # the distillation, then the longest SAE
+    desc = f"distillation + transfer, {cfg.transfer_workers} at a time" if progress else None
+    jobs = [("distill", cfg, None, root, False), *jobs]
+    return run_parallel(_stage_job, jobs, cfg.transfer_workers, order, desc, then=after_distillation)[0]
 
 # %% ../nbs/11_distill.ipynb #5fedeaed
 def _same_weights(a: Path, b: Path) -> bool:

@@ -233,27 +233,39 @@ def run_parallel(fn, # a module-level function (the spawned processes import it 
                  workers: int = 1, # processes; 1: every call here, one after another
                  order: list | None = None, # the order to start the jobs in (default: as given)
                  desc: str | None = None, # label of a tqdm bar over finished jobs (None: no bar)
+                 then=None, # `then(i, result)`: further jobs, queued once job `i` finished (their results follow)
                 ) -> list:
     "`[fn(*job) for job in jobs]`, computed by `workers` spawned processes that share this process's CPU threads."
     import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import ProcessPoolExecutor, wait, FIRST_COMPLETED
     from tqdm.auto import tqdm
-    order = list(range(len(jobs))) if order is None else list(order)
-    workers = max(1, min(workers, len(jobs)))
+    jobs = list(jobs)
+    queue = list(range(len(jobs))) if order is None else list(order)
+    workers = max(1, workers if then else min(workers, len(jobs)))
     out, bar = {}, tqdm(total=len(jobs), desc=desc, disable=desc is None)
+
+    def finished(i, result) -> range:             # record job i; the indices of the jobs it unlocks
+        out[i] = result
+        more = list(then(i, result)) if then else []
+        jobs.extend(more)
+        bar.total += len(more)
+        bar.update()
+        return range(len(jobs) - len(more), len(jobs))
+
     if workers == 1:
-        for i in order:
-            out[i] = fn(*jobs[i])
-            bar.update()
+        while queue:
+            i = queue.pop(0)
+            queue.extend(finished(i, fn(*jobs[i])))
     else:
         threads = max(1, torch.get_num_threads() // workers)       # each process's share, set as it starts
         ctx = mp.get_context("spawn")
         with ProcessPoolExecutor(workers, ctx, initializer=torch.set_num_threads, initargs=(threads,)) as ex:
-            futures = {ex.submit(fn, *jobs[i]): i for i in order}
+            running = {ex.submit(fn, *jobs[i]): i for i in queue}
             try:
-                for f in as_completed(futures):
-                    out[futures[f]] = f.result()
-                    bar.update()
+                while running:
+                    for f in wait(running, return_when=FIRST_COMPLETED)[0]:
+                        for j in finished(running.pop(f), f.result()):
+                            running[ex.submit(fn, *jobs[j])] = j
             except BaseException:
                 ex.shutdown(wait=True, cancel_futures=True)   # the running jobs finish; the waiting ones never start
                 raise
