@@ -306,7 +306,7 @@ def distill_stage(cfg: DMSAEConfig, # run config (`transfer_workers` > 1: the tr
         return distill(cfg, lm, root, progress)
     free, waits = _stage_grids(cfg)
     train = _data(cfg, lm)[1]                                   # both caches exist before the workers open them
-    jobs = [("transfer", *j) for j in _transfer_jobs(cfg, root, train.root, None, None, free, False)]
+    jobs = _transfer_jobs(cfg, root, train.root, None, None, free, False)
 
     def after_distillation(i, result) -> list:                  # the distilled core: the waiting SAEs' jobs
         if i > 0: return []
@@ -314,9 +314,9 @@ def distill_stage(cfg: DMSAEConfig, # run config (`transfer_workers` > 1: the tr
         later = _transfer_jobs(cfg, root, train.root, core, core_ids, waits, False)
         return [("transfer", *later[j]) for j in _longest_first(later)]
 
-    order = [0, *[1 + i for i in _longest_first([j[1:] for j in jobs])]]    # the distillation, then the longest SAE
+    order = [0, *[1 + i for i in _longest_first(jobs)]]        # the distillation first, then the longest SAE
     desc = f"distillation + transfer, {cfg.transfer_workers} at a time" if progress else None
-    jobs = [("distill", cfg, None, root, False), *jobs]
+    jobs = [("distill", cfg, None, root, False), *[("transfer", *j) for j in jobs]]
     return run_parallel(_stage_job, jobs, cfg.transfer_workers, order, desc, then=after_distillation)[0]
 
 # %% ../nbs/11_distill.ipynb #5fedeaed
