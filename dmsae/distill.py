@@ -134,12 +134,15 @@ class DistillResult:
     cores: list        # identities of the core selected in each cycle
     core_path: Path    # the distilled core (selection of the last cycle)
 
-def _open_manifest(root: Path, key: dict) -> dict:
-    "The manifest of the distillation in `root`, or a new one; another config's raises."
+def _read_manifest(root: Path) -> dict | None:
+    "The manifest of the distillation in `root` (a damaged one raises, naming the fix), or None where there is none."
     man_p = root / "manifest.json"
     fix = f"restore it, or delete {root} to start this distillation again"
-    man = read_checked(man_p, lambda p: json.loads(p.read_text()), fix) if man_p.exists() else \
-        dict(config=key, finished=[], done=False)
+    return read_checked(man_p, lambda p: json.loads(p.read_text()), fix) if man_p.exists() else None
+
+def _open_manifest(root: Path, key: dict) -> dict:
+    "The manifest of the distillation in `root`, or a new one; another config's raises."
+    man = _read_manifest(root) or dict(config=key, finished=[], done=False)
     if man["config"] != key:
         raise ValueError(f"{root} holds a distillation with another config; use another run_dir or delete {root}")
     return man
@@ -292,8 +295,8 @@ def _stage_job(what: str, *args):
 
 def _distilled(root: Path) -> bool:
     "Whether the run in `root` holds a finished distillation."
-    man = root / "distill" / "manifest.json"
-    return man.exists() and bool(json.loads(man.read_text()).get("done"))
+    man = _read_manifest(root / "distill")
+    return bool(man and man.get("done"))
 
 def distill_stage(cfg: DMSAEConfig, # run config (`transfer_workers` > 1: the transfer's SAEs train beside)
                   lm=None, # a loaded LM (loaded from cfg when None); the spawned distillation loads its own

@@ -95,7 +95,7 @@ def batch_topk_select(a: torch.Tensor, # scores, any shape (flattened); only str
     cand = flat_nonzero(positive_at_least(flat, lb))
     if cand.numel() < budget and lb > 0: cand = flat_nonzero(positive_at_least(flat))   # the estimate was too high
     if cand.numel() > budget: cand = cand[flat[cand].topk(budget, sorted=False).indices]
-    return cand[flat[cand] > 0]
+    return cand                                                 # (every candidate is > 0: positive_at_least)
 
 # %% ../nbs/07_sae.ipynb #fc0afecc
 def _offsets(keys_sorted: torch.Tensor, n_bags: int) -> torch.Tensor:
