@@ -20,7 +20,7 @@ from .evaluate import evaluate_run, write_table, core_match, calibration_rows
 
 # %% auto #0
 __all__ = ['VARIANTS', 'SHARED_METHODS', 'study_config', 'chunk_cores', 'chunk_stages', 'run_chunk', 'HeldoutFVU',
-           'plateau', 'convergence_run', 'load_study', 'summarize', 'verdict', 'consistency']
+           'plateau', 'convergence_run', 'load_study', 'summarize', 'paired_gaps', 'verdict', 'consistency']
 
 # %% ../nbs/15_study.ipynb #9f437dad
 VARIANTS = { # name -> (config overrides, what it changes)
@@ -205,6 +205,20 @@ def summarize(df: pd.DataFrame, # rows of `load_study`
     g = df.groupby(list(by))[list(metrics)]
     out = pd.concat([g.mean().add_suffix("_mean"), g.std(ddof=1).add_suffix("_sd")], axis=1)
     return out.assign(n=df.groupby(list(by)).seed.nunique()).reset_index()
+
+# %% ../nbs/15_study.ipynb #9be162e8
+def paired_gaps(df: pd.DataFrame, # rows of `load_study`
+                metrics=("fvu", "ce_recovered"), # columns to set against the base method
+                base: str = "matryoshka", # the method every other one is compared with
+                relative: bool = False, # `metric / base - 1` instead of `metric - base`
+                by=("variant", "k", "seed"), # what must match for two rows to be a pair
+               ) -> pd.DataFrame:
+    "Every other method's `metrics` minus (or relative to) `base`'s at the same variant, k and seed; one row per SAE."
+    keys, ms = list(by), list(metrics)
+    ref = df[df.method == base].set_index(keys)[ms]
+    d = df[df.method != base].join(ref, on=keys, rsuffix="_base", how="inner")
+    for m in ms: d[m] = d[m] / d[f"{m}_base"] - 1 if relative else d[m] - d[f"{m}_base"]
+    return d[keys + ["method", *ms]].reset_index(drop=True)
 
 # %% ../nbs/15_study.ipynb #e06a2aed
 def verdict(a: tuple, # (mean, sd, n) of method A
