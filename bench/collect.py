@@ -13,7 +13,8 @@ def main():
     text = readme.read_text()
     start, end = "<!-- tables -->", "<!-- /tables -->"
     if start not in text or end not in text: raise SystemExit(f"{readme} lacks the {start} ... {end} markers")
-    rank = lambda p: (ORDER.index(p.stem) if p.stem in ORDER else 99, p.stem)
+    base = lambda stem: stem.removesuffix("-nobf16")      # a CPU without native bf16 units: beside its AMX table
+    rank = lambda p: (ORDER.index(base(p.stem)) if base(p.stem) in ORDER else 99, p.stem)
     files = sorted((HERE / "results").glob("*.md"), key=rank)
     parts = []
     for p in files:

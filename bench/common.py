@@ -32,9 +32,16 @@ def table(rows: list[dict]) -> str:
     return "\n".join(["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)] +
                      ["| " + " | ".join(fmt(r[c]) for c in cols) + " |" for r in rows])
 
+def machine_suffix() -> str:
+    """`-nobf16` on a CPU without native bf16 units (AVX512-BF16 / AMX), where bf16 is emulated: its tables go beside
+    those of an AMX machine instead of over them; else ''."""
+    from dmsae.config import native_bf16
+    return "" if native_bf16("cpu") else "-nobf16"
+
 def write(name: str, title: str, body: str, command: str):
-    "Write (and print) `results/{name}.md`: the title, the command, the date, the machine and `body`."
+    "Write (and print) `results/{name}{machine_suffix()}.md`: the title, the command, the date, the machine and `body`."
     RESULTS.mkdir(exist_ok=True)
+    name += machine_suffix()
     text = f"## {title}\n\n`{command}` on {time.strftime('%Y-%m-%d')}\n\nMachine: {machine()}\n\n{body}\n"
     (RESULTS / f"{name}.md").write_text(text)
     print(text)

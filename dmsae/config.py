@@ -11,13 +11,13 @@ from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['DEFAULT_MODEL', 'BOOKKEEPING', 'DISTILL_ONLY', 'LATE_FIELDS', 'CORE_ONLY', 'CORE_BUDGETS', 'CORE_ACTS',
-           'KINDS', 'ITEM_TYPES', 'PLURALS', 'DEVICE_RE', 'SAEBENCH_EVALS', 'MINIATURE', 'PROFILES',
-           'OLD_SMALL', 'D_MODEL', 'PAPER_REGIME', 'dmsae_home', 'project_root', 'resolve_path',
+           'KINDS', 'ITEM_TYPES', 'PLURALS', 'SPEED_DTYPES', 'DEVICE_RE', 'SAEBENCH_EVALS', 'MINIATURE',
+           'PROFILES', 'OLD_SMALL', 'D_MODEL', 'PAPER_REGIME', 'dmsae_home', 'project_root', 'resolve_path',
            'DMSAEConfig', 'refuse', 'check_choice', 'check_k', 'check_group_fractions', 'field_kinds',
            'is_kind', 'type_words', 'check_type', 'check_types', 'check_field_names', 'check_list',
-           'get_config', 'regime', 'RegimeWarning', 'regime_warnings', 'atomic_write', 'read_checked',
-           'atomic_write_text', 'atomic_write_json', 'copy_files', 'sha256_file', 'save_config',
-           'load_config', 'config_hash']
+           'native_bf16', 'resolve_dtype', 'get_config', 'regime', 'RegimeWarning', 'regime_warnings',
+           'atomic_write', 'read_checked', 'atomic_write_text', 'atomic_write_json', 'copy_files',
+           'sha256_file', 'save_config', 'load_config', 'config_hash']
 
 # %% ../nbs/01_config.ipynb #f62cd018
 def dmsae_home() -> Path:
@@ -279,6 +279,25 @@ def check_list(name: str, # a tuple field of `DMSAEConfig` that lists runs (`tra
     refuse(len(items) == 0, f"{name}={list(items)}: name at least one")
     refuse(len(set(items)) < len(items), f"{name}={list(items)}: name each one once")
 
+# %% ../nbs/01_config.ipynb #b7f1a002
+SPEED_DTYPES = ("preact_dtype", "aux_dtype", "model_dtype") # fields whose `bfloat16` only buys speed (`auto` allowed)
+
+def native_bf16(device: str = "cpu", # a `device` value: `cpu`, `cuda`, `cuda:1`, `mps`, ...
+               ) -> bool:
+    "Whether `device` multiplies bf16 matrices in hardware: a CUDA GPU with bf16, or a CPU with AVX512-BF16 or AMX."
+    import torch
+    if device.startswith("cuda"): return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if not device.startswith("cpu"): return False
+    units = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")   # torch's own CPU feature checks
+    return any(getattr(torch.cpu, u, lambda: False)() for u in units)
+
+def resolve_dtype(value: str, # a speed dtype: `float32`, `float16`, `bfloat16` or `auto`
+                  device: str = "cpu", # where it runs
+                 ) -> str:
+    "`value`, with `auto` made concrete: `bfloat16` where `device` has native bf16 units, else `float32`."
+    if value != "auto": return value
+    return "bfloat16" if native_bf16(device) else "float32"
+
 # %% ../nbs/01_config.ipynb #f3b8bd2e
 DEVICE_RE = r"(cpu|cuda|mps|xpu)(:\d+)?" # the `device` values `validate` allows
 # the SAEBench evals `dmsae.saebench` (offline) and `dmsae.probing` (hub) know
@@ -287,7 +306,8 @@ SAEBENCH_EVALS = ("core", "meta_structure", "absorption", "scr", "tpp", "sparse_
 
 @patch
 def validate(self: DMSAEConfig) -> DMSAEConfig:
-    "Raise a `ValueError` that names the field and the fix for a wrongly typed (`check_types`) or impossible setting."
+    """Raise a `ValueError` that names the field and the fix for a wrongly typed (`check_types`) or impossible
+    setting; then make each `auto` speed dtype concrete for `device` (`resolve_dtype`), so the config says what runs."""
     try:
         check_types(self)
         for name in ("profile", "model_name", "dataset", "dataset_split", "text_column", "run_dir"):
@@ -297,7 +317,7 @@ def validate(self: DMSAEConfig) -> DMSAEConfig:
         refuse(self.hook_layer < 0, f"hook_layer={self.hook_layer} must be >= 0")
         refuse(not re.fullmatch(DEVICE_RE, self.device),
                f"device={self.device!r}: use 'cpu', 'cuda', 'cuda:N', 'mps' or 'xpu'")
-        check_choice("model_dtype", self.model_dtype, ("float32", "float16", "bfloat16"))
+        check_choice("model_dtype", self.model_dtype, ("float32", "float16", "bfloat16", "auto"))
         refuse(self.context_size < 2,
                f"context_size={self.context_size}: need at least 2 tokens (BOS + one scored token)")
         check_choice("separator", self.separator, ("bos", "eos"))
@@ -324,8 +344,8 @@ def validate(self: DMSAEConfig) -> DMSAEConfig:
         refuse(self.warmup_steps < 0, f"warmup_steps={self.warmup_steps}: must be >= 0 (0: no warm-up)")
         refuse(not 0 <= self.decay_fraction <= 1,
                f"decay_fraction={self.decay_fraction}: must lie in [0, 1] (0: no decay)")
-        check_choice("preact_dtype", self.preact_dtype, ("float32", "bfloat16"))
-        check_choice("aux_dtype", self.aux_dtype, ("float32", "bfloat16"))
+        check_choice("preact_dtype", self.preact_dtype, ("float32", "bfloat16", "auto"))
+        check_choice("aux_dtype", self.aux_dtype, ("float32", "bfloat16", "auto"))
         refuse(self.grad_clip <= 0, f"grad_clip={self.grad_clip}: must be positive (the largest gradient norm)")
         refuse(self.aux_alpha < 0, f"aux_alpha={self.aux_alpha}: must be >= 0 (0: no AuxK loss)")
         refuse(self.dead_tokens <= 0, f"dead_tokens={self.dead_tokens}: must be positive")
@@ -360,6 +380,7 @@ def validate(self: DMSAEConfig) -> DMSAEConfig:
         refuse(self.dash_contexts is not None and self.dash_contexts <= 0,
                f"dash_contexts={self.dash_contexts}: must be positive (or None: all held-out contexts)")
     except ValueError as e: raise ValueError(f"DMSAEConfig: {e}") from None
+    for name in SPEED_DTYPES: setattr(self, name, resolve_dtype(getattr(self, name), self.device))
     return self
 
 # %% ../nbs/01_config.ipynb #6b74cb64
@@ -377,13 +398,14 @@ PROFILES = {
                  probe_train=32, probe_test=16, probe_docs=16,
                  run_dir="runs/tiny"),
     # the CPU main job (`make reproduce`): one seed of the miniature below, the core capped at 50 latents = 0.62 k,
-    # the paper's core / k (**deviation**: the tau rule alone gives ~3k here; see nbs/15_study). Speed on AMX CPUs:
-    # the selection matmul in bf16 (1.3x faster steps, held-out FVU within noise, bench_precision.py), AuxK's decode
-    # in bf16 (~2x faster steps of a dead dictionary, bench_auxk.py) and the language model in bf16, as the paper
-    # profile runs it on GPU (2.7x faster forward, next-token loss within 0.001 nats, bench_lm_dtype.py); the
-    # transfer's SAEs two at a time, one thread each (bench_parallel.py)
+    # the paper's core / k (**deviation**: the tau rule alone gives ~3k here; see nbs/15_study). Speed: the speed
+    # dtypes `auto`, i.e. bf16 on CPUs with AMX / AVX512-BF16 units and float32 on others, where bf16 is emulated and
+    # slower. On AMX: the selection matmul in bf16 (1.3x faster steps, held-out FVU within noise, bench_precision.py),
+    # AuxK's decode in bf16 (~2x faster steps of a dead dictionary, bench_auxk.py) and the language model in bf16, as
+    # the paper profile runs it on GPU (2.7x faster forward, next-token loss within 0.001 nats, bench_lm_dtype.py);
+    # the transfer's SAEs two at a time, one thread each (bench_parallel.py)
     "small": dict(profile="small", **MINIATURE, core_max=50, transfer_ks=(40, 80, 160), seeds=(0,), transfer_workers=2,
-                  preact_dtype="bfloat16", aux_dtype="bfloat16", model_dtype="bfloat16", run_dir="runs/small"),
+                  preact_dtype="auto", aux_dtype="auto", model_dtype="auto", run_dir="runs/small"),
     # the study (nbs/15_study): the same regime over seeds and readings of the core (variants)
     "study": dict(profile="study", **MINIATURE, transfer_ks=(20, 40, 80, 160), seeds=(0, 1, 2), run_dir="runs"),
     "paper": dict(profile="paper", model_name="google/gemma-2-2b", hook_layer=12, device="cuda",

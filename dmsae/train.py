@@ -11,13 +11,14 @@ from typing import Callable
 import torch
 from torch.profiler import record_function
 from .config import DMSAEConfig, get_config, refuse, atomic_write, copy_files, read_checked, regime_warnings
+from .config import SPEED_DTYPES, native_bf16
 from .sae import SAE, save_sae, load_sae, check_core
 from .distributed import rank_world, is_main, barrier, all_reduce, folder_lock
 
 # %% auto #0
-__all__ = ['CKPT_NAME', 'BF16_FIELDS', 'TensorSource', 'input_scale', 'geometric_median', 'default_lr', 'lr_factor',
+__all__ = ['CKPT_NAME', 'TensorSource', 'input_scale', 'geometric_median', 'default_lr', 'lr_factor',
            'remove_parallel_grad', 'normalise_decoder', 'init_sae', 'save_checkpoint', 'load_checkpoint',
-           'TrainState', 'make_state', 'train_step', 'cpu_has_bf16', 'precision_warning', 'train_sae']
+           'TrainState', 'make_state', 'train_step', 'precision_warning', 'train_sae']
 
 # %% ../nbs/08_train.ipynb #b779231c
 class TensorSource:
@@ -410,20 +411,13 @@ def _open(cfg: DMSAEConfig, source, out_dir: Path, n_steps: int, core, core_ids,
     return state
 
 # %% ../nbs/08_train.ipynb #610f5a29
-def cpu_has_bf16() -> bool:
-    "Whether this CPU runs bf16 matmuls natively (oneDNN's check: AVX512-BF16 / AMX, or AVX-512 BW/VL/DQ on x86)."
-    try: return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError): return False
-
-BF16_FIELDS = ("preact_dtype", "aux_dtype", "model_dtype") # fields whose `bfloat16` is a speed-up on bf16 hardware
-
 def precision_warning(cfg: DMSAEConfig) -> str | None:
     "Warn when a `bfloat16` speed field would run emulated (slower than float32) on this CPU; the message."
-    slow = [n for n in BF16_FIELDS if getattr(cfg, n) == "bfloat16"]
-    if not slow or not cfg.device.startswith("cpu") or cpu_has_bf16(): return None
-    fix = " ".join(f"{n}=float32" for n in slow)
+    slow = [n for n in SPEED_DTYPES if getattr(cfg, n) == "bfloat16"]
+    if not slow or not cfg.device.startswith("cpu") or native_bf16("cpu"): return None
+    fix = " ".join(f"{n}=auto" for n in slow)
     msg = (f"{', '.join(n + '=bfloat16' for n in slow)} on a CPU without bf16 matmul units (AVX512-BF16 / AMX) runs "
-           f"emulated and slower than float32; set float32 (e.g. --set {fix})")
+           f"emulated and slower than float32; set float32, or auto to pick per machine (e.g. --set {fix})")
     warnings.warn(msg, stacklevel=2)
     return msg
 

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from conftest import ROOT
 from dmsae.config import DMSAEConfig, ITEM_TYPES, PROFILES, SAEBENCH_EVALS, field_kinds, get_config, load_config
+from dmsae.config import SPEED_DTYPES, resolve_dtype
 
 FIELDS = [f.name for f in fields(DMSAEConfig)]
 FAST = settings(max_examples=10, deadline=None, database=None)   # ~50 fields x 3 properties: a few seconds
@@ -73,7 +74,7 @@ outside01 = finite(max_value=0) | finite(min_value=1, exclude_min=True)     # fo
 BAD_VALUES = {
     "profile": blank, "model_name": blank, "tl_model_name": blank, "hook_layer": below(-1),
     "device": st.sampled_from(["gpu", "GPU", "cuda:", "cuda:x", "cpu ", "", "tpu:0"]),
-    "model_dtype": other_text("float32", "float16", "bfloat16"), "dataset": blank, "dataset_split": blank,
+    "model_dtype": other_text("float32", "float16", "bfloat16", "auto"), "dataset": blank, "dataset_split": blank,
     "text_column": blank, "context_size": below(1), "separator": other_text("bos", "eos"),
     "n_train_tokens": below(0), "n_heldout_tokens": below(0),
     "heldout_fraction": finite(max_value=0) | finite(min_value=1),
@@ -87,8 +88,8 @@ BAD_VALUES = {
     "batch_size": below(0), "train_steps": below(0),
     "lr": finite(max_value=0), "warmup_steps": below(-1),
     "decay_fraction": finite(max_value=-1e-9) | finite(min_value=1, exclude_min=True),
-    "grad_clip": finite(max_value=0), "preact_dtype": other_text("float32", "bfloat16"),
-    "aux_dtype": other_text("float32", "bfloat16"),
+    "grad_clip": finite(max_value=0), "preact_dtype": other_text("float32", "bfloat16", "auto"),
+    "aux_dtype": other_text("float32", "bfloat16", "auto"),
     "aux_alpha": finite(max_value=-1e-9), "dead_tokens": below(0),
     "threshold_beta": finite(max_value=-1e-9) | finite(min_value=1),
     "checkpoint_every": below(0), "seed": below(-1), "n_cycles": below(-1),
@@ -135,7 +136,7 @@ unit = lambda **kw: st.floats(0, 1, **kw)
 GOOD_VALUES = {
     "profile": st.sampled_from(sorted(PROFILES)), "model_name": text, "tl_model_name": st.none() | text,
     "hook_layer": st.integers(0, 64), "device": st.sampled_from(["cpu", "cuda", "cuda:0", "cuda:7", "mps", "xpu:1"]),
-    "model_dtype": st.sampled_from(["float32", "float16", "bfloat16"]), "dataset": text, "dataset_split": text,
+    "model_dtype": st.sampled_from(["float32", "float16", "bfloat16", "auto"]), "dataset": text, "dataset_split": text,
     "text_column": text, "context_size": st.integers(2, 4096), "separator": st.sampled_from(["bos", "eos"]),
     "n_train_tokens": pos(10**9), "n_heldout_tokens": pos(10**9), "heldout_fraction": unit(exclude_min=True,
                                                                                              exclude_max=True),
@@ -146,7 +147,8 @@ GOOD_VALUES = {
     "core_budget": st.sampled_from(["total", "core_exempt"]), "core_act": st.sampled_from(["relu", "batchtopk"]),
     "batch_size": pos(), "train_steps": st.none() | pos(), "lr": st.none() | st.floats(1e-8, 1),
     "warmup_steps": st.integers(0, 10**5), "decay_fraction": unit(), "grad_clip": st.floats(1e-6, 1e3) | pos(10),
-    "preact_dtype": st.sampled_from(["float32", "bfloat16"]), "aux_dtype": st.sampled_from(["float32", "bfloat16"]),
+    "preact_dtype": st.sampled_from(["float32", "bfloat16", "auto"]),
+    "aux_dtype": st.sampled_from(["float32", "bfloat16", "auto"]),
     "aux_alpha": st.floats(0, 10) | st.integers(0, 3), "dead_tokens": pos(10**9),
     "threshold_beta": unit(exclude_max=True),
     "checkpoint_every": pos(), "seed": st.integers(0, 2**31), "n_cycles": st.integers(0, 20),
@@ -169,8 +171,9 @@ def test_every_field_has_valid_values():
 @given(data=st.data())
 def test_valid_value_passes(name, data):
     value = data.draw(GOOD_VALUES[name], label=name)
-    got = getattr(build(name, value), name)
-    assert got == (tuple(value) if isinstance(value, list) else value)
+    cfg = build(name, value)
+    want = resolve_dtype(value, cfg.device) if name in SPEED_DTYPES else value    # `auto`: made concrete
+    assert getattr(cfg, name) == (tuple(want) if isinstance(want, list) else want)
 
 # --- unknown names, from Python and from a params file
 @FAST
