@@ -20,8 +20,8 @@ from .attribution import attribute, Attribution
 from .selection import select_core, candidate_ids, jaccard
 
 # %% auto #0
-__all__ = ['METHODS', 'CORE_FREE', 'save_core', 'load_core', 'random_core', 'cycle_config', 'run_cycle',
-           'DistillResult', 'distill', 'transfer', 'distill_stage', 'plain_attribution']
+__all__ = ['METHODS', 'CONTROLS', 'CORE_FREE', 'save_core', 'load_core', 'random_core', 'cycle_config', 'run_cycle',
+           'DistillResult', 'distill', 'trained_core', 'transfer', 'distill_stage', 'plain_attribution']
 
 # %% ../nbs/11_distill.ipynb #ba32859b
 def save_core(path, # `.safetensors` file
@@ -200,16 +200,30 @@ def distill(cfg: DMSAEConfig, # run config (profile + overrides)
 
 # %% ../nbs/11_distill.ipynb #c3bd5b73
 METHODS = ("dmsae", "matryoshka", "random_core", "compute_matched")
+CONTROLS = ("trained_core",)   # methods trained only when asked for (`transfer(methods=...)`)
 
 def _grid(methods, ks, seeds, cm_ks):
     "The `(seed, k, method)` of each SAE of the transfer, in training order; compute-matched only at `cm_ks`."
     return [(seed, k, m) for seed in seeds for k in ks for m in methods if m != "compute_matched" or k in cm_ks]
 
+# %% ../nbs/11_distill.ipynb #9af6ef8e
+def trained_core(sae_dir, # a trained SAE's folder (the distillation's `cycle_0/sae`)
+                 c: int, # core size
+                 seed: int = 0,
+                ) -> tuple[torch.Tensor, list]:
+    "The trained control: `c` encoder vectors [c, d] drawn at random from the SAE's first group, and their ids."
+    sae = load_sae(sae_dir)
+    first = sae.cfg.level_widths[0]
+    pool = first if c <= first else sae.cfg.d_sae
+    ids = torch.randperm(pool, generator=torch.Generator().manual_seed(seed))[:c].sort().values
+    return sae.W_enc.detach()[:, ids].t().float().contiguous(), [[0, int(j)] for j in ids]
+
 # %% ../nbs/11_distill.ipynb #3539df08
-def _method_kwargs(m: str, # a method of `METHODS`
+def _method_kwargs(m: str, # a method of `METHODS` or `CONTROLS`
                    core: torch.Tensor, core_ids: list, # the distilled core
                    base_steps: int, # steps of one training (`cfg.n_steps`)
                    n_cycles: int, seed: int,
+                   source=None, # the distillation's cycle-0 SAE folder (`trained_core` draws from it)
                   ) -> dict:
     "The core, core identities and number of steps `train_sae` gets for method `m`."
     kw = dict(core=None, core_ids=None, n_steps=base_steps)
@@ -217,6 +231,9 @@ def _method_kwargs(m: str, # a method of `METHODS`
     if m == "random_core":
         kw.update(core=random_core(len(core), core.shape[1], seed=10_000 + seed),
                   core_ids=[[-1, i] for i in range(len(core))])
+    if m == "trained_core":
+        tv, tids = trained_core(source, len(core), seed=20_000 + seed)
+        kw.update(core=tv, core_ids=tids)
     if m == "compute_matched": kw.update(n_steps=base_steps * (n_cycles + 1))
     return kw
 
@@ -243,7 +260,7 @@ def _transfer_jobs(cfg: DMSAEConfig, root: Path, # run config and run folder
     "The `_train_transfer` arguments of each SAE of `grid`; `cfg.n_steps` per training (`train_steps`, else one pass)."
     jobs = []
     for seed, k, m in grid:
-        kw = _method_kwargs(m, core, core_ids, cfg.n_steps, cfg.n_cycles, seed)
+        kw = _method_kwargs(m, core, core_ids, cfg.n_steps, cfg.n_cycles, seed, root / "distill" / "cycle_0" / "sae")
         kw.update(same_as=[root / "distill" / "cycle_0" / "sae"])       # the plain SAE at cfg.k is cycle 0: copied
         jobs.append((cfg, cache_root, root / "transfer" / f"{m}_k{k}_s{seed}", m, k, seed, kw, progress))
     return jobs
@@ -254,7 +271,7 @@ def _longest_first(jobs: list) -> list:
 
 def transfer(cfg: DMSAEConfig, # run config: `transfer_ks`, `seeds`
              core_path=None, # distilled core (default: the run's `distill/distilled_core.safetensors`)
-             methods=METHODS, # which methods to train
+             methods=METHODS, # which methods to train (`METHODS`, `CONTROLS`)
              ks=None, # k grid (default cfg.transfer_ks)
              seeds=None, # seeds (default cfg.seeds)
              compute_matched_ks=None, # k values for the compute-matched baseline (default: the distillation k)
@@ -263,8 +280,8 @@ def transfer(cfg: DMSAEConfig, # run config: `transfer_ks`, `seeds`
     "Train the transfer grid (`cfg.transfer_workers` SAEs at a time, longest first); one record per SAE folder."
     root = resolve_path(run_dir or cfg.run_dir)
     core, core_ids, _ = load_core(core_path or root / "distill" / "distilled_core.safetensors")
-    bad = set(methods) - set(METHODS)
-    if bad: raise ValueError(f"unknown methods {sorted(bad)}; choose from {METHODS}")
+    bad = set(methods) - set(METHODS + CONTROLS)
+    if bad: raise ValueError(f"unknown methods {sorted(bad)}; choose from {METHODS + CONTROLS}")
     ks, seeds = tuple(ks or cfg.transfer_ks), tuple(seeds or cfg.seeds)
     cm_ks = tuple(compute_matched_ks or (cfg.k,))
     from dmsae.model import lm_for

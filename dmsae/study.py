@@ -15,7 +15,7 @@ from .activations import build_activation_cache, heldout_data
 from .attribution import Attribution
 from .sae import load_sae
 from .train import train_sae, input_scale
-from .distill import distill, transfer, load_core, save_core
+from .distill import distill, transfer, load_core, save_core, METHODS, CONTROLS
 from .evaluate import evaluate_run, write_table, core_match, calibration_rows
 
 # %% auto #0
@@ -64,8 +64,8 @@ def chunk_cores(run_dir, # a run folder with a finished distillation
 
 # %% ../nbs/15_study.ipynb #631361b4
 def chunk_stages(cfg: DMSAEConfig) -> list[str]:
-    "The stages of a chunk in run order: `distill`, then `k{K}` per k of the grid, the distillation k first."
-    return ["distill"] + [f"k{k}" for k in [cfg.k, *sorted(set(cfg.transfer_ks) - {cfg.k})]]
+    "The stages of a chunk in run order: `distill`, `k{K}` and `control{K}` at the distillation k, `k{K}` per other k."
+    return ["distill", f"k{cfg.k}", f"control{cfg.k}"] + [f"k{k}" for k in sorted(set(cfg.transfer_ks) - {cfg.k})]
 
 # %% ../nbs/15_study.ipynb #1c111133
 def _distill_stage(cfg: DMSAEConfig, variant: str, out: Path, lm, progress: bool):
@@ -103,14 +103,18 @@ def _reuse_baselines(cfg: DMSAEConfig, # the chunk's config (`study_config`)
     return copied
 
 # %% ../nbs/15_study.ipynb #4eed960f
-def _k_stage(cfg: DMSAEConfig, variant: str, out: Path, lm, k: int, progress: bool):
-    "Train the transfer SAEs at `k` from the kept core; keep their rows at L0 = k (threshold calibrated)."
+def _k_stage(cfg: DMSAEConfig, variant: str, out: Path, lm, k: int, progress: bool,
+             methods: tuple = METHODS, # `CONTROLS` for the control stage
+             table: str = "eval_k{k}", # the chunk's table of the stage's rows
+            ):
+    "Train the transfer SAEs of `methods` at `k` from the kept core; keep their rows at L0 = k (threshold calibrated)."
     run = resolve_path(cfg.run_dir) / "transfer"
     _reuse_baselines(cfg, k)
-    transfer(cfg, core_path=out / "distilled_core.safetensors", ks=(k,), lm=lm, progress=progress)
+    transfer(cfg, core_path=out / "distilled_core.safetensors", methods=methods, ks=(k,), lm=lm, progress=progress)
     rows = evaluate_run(run, cfg, lm, out="eval_at_k", n_contexts=cfg.eval_contexts, levels=False, target_l0="k",
                         progress=progress)
-    write_table([dict(variant=variant, **r) for r in rows if r["k"] == k], out / f"eval_k{k}")
+    keep = [dict(variant=variant, **r) for r in rows if r["k"] == k and r["method"] in methods]
+    write_table(keep, out / table.format(k=k))
 
 # %% ../nbs/15_study.ipynb #94710a74
 def run_chunk(cfg: DMSAEConfig, # the chunk's config (`study_config`)
@@ -130,6 +134,7 @@ def run_chunk(cfg: DMSAEConfig, # the chunk's config (`study_config`)
         lm = lm_for(cfg, lm)
         t0 = time.time()
         if s == "distill": _distill_stage(cfg, variant, out, lm, progress)
+        elif s.startswith("control"): _k_stage(cfg, variant, out, lm, cfg.k, progress, CONTROLS, "eval_k{k}_control")
         else: _k_stage(cfg, variant, out, lm, int(s[1:]), progress)
         rec[s] = round(time.time() - t0, 1)
         atomic_write_json(rec_p, rec, indent=1)
@@ -190,7 +195,7 @@ def convergence_run(cfg: DMSAEConfig, # the study config (its k, steps, data)
 
 # %% ../nbs/15_study.ipynb #5ee2dfbf
 def load_study(root, # the study folder
-               pattern: str = "eval_k*.csv", # which tables of each chunk
+               pattern: str = "eval_k*.csv", # which tables of each chunk (`eval_k{k}` and `eval_k{k}_control`)
               ) -> pd.DataFrame:
     "The rows of every finished stage of every chunk in one frame, with `variant` and `seed` columns."
     parts = [pd.read_csv(p) for p in sorted(Path(root).glob(f"chunks/*/{pattern}"))]
