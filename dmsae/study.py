@@ -19,8 +19,9 @@ from .distill import distill, transfer, load_core, save_core, METHODS, CONTROLS
 from .evaluate import evaluate_run, write_table, core_match, calibration_rows
 
 # %% auto #0
-__all__ = ['VARIANTS', 'SHARED_METHODS', 'study_config', 'chunk_cores', 'chunk_stages', 'run_chunk', 'HeldoutFVU',
-           'plateau', 'convergence_run', 'load_study', 'summarize', 'paired_gaps', 'verdict', 'consistency']
+__all__ = ['VARIANTS', 'SHARED_METHODS', 'study_config', 'chunk_cores', 'chunk_stages', 'missing_stages', 'run_chunk',
+           'HeldoutFVU', 'plateau', 'convergence_run', 'load_study', 'summarize', 'paired_gaps', 'verdict',
+           'consistency']
 
 # %% ../nbs/15_study.ipynb #9f437dad
 VARIANTS = { # name -> (config overrides, what it changes)
@@ -66,6 +67,16 @@ def chunk_cores(run_dir, # a run folder with a finished distillation
 def chunk_stages(cfg: DMSAEConfig) -> list[str]:
     "The stages of a chunk in run order: `distill`, `k{K}` and `control{K}` at the distillation k, `k{K}` per other k."
     return ["distill", f"k{cfg.k}", f"control{cfg.k}"] + [f"k{k}" for k in sorted(set(cfg.transfer_ks) - {cfg.k})]
+
+# %% ../nbs/15_study.ipynb #7391b5be
+def missing_stages(cfg: DMSAEConfig, # the chunk's config (`study_config`)
+                   variant: str, # its variant name
+                   root, # the study folder
+                  ) -> list[str]:
+    "The chunk's stages that its `stages.json` does not record yet, in run order."
+    rec_p = Path(root) / "chunks" / f"{variant}_s{cfg.seed}" / "stages.json"
+    rec = json.loads(rec_p.read_text()) if rec_p.exists() else {}
+    return [s for s in chunk_stages(cfg) if s not in rec]
 
 # %% ../nbs/15_study.ipynb #1c111133
 def _distill_stage(cfg: DMSAEConfig, variant: str, out: Path, lm, progress: bool):
@@ -126,10 +137,10 @@ def run_chunk(cfg: DMSAEConfig, # the chunk's config (`study_config`)
              ) -> dict:
     "Run the chunk's missing stages; `done.json` (with wall times) once all are done; the stages' record."
     out = Path(root) / "chunks" / f"{variant}_s{cfg.seed}"
-    if (out / "done.json").exists(): return json.loads((out / "done.json").read_text())
+    todo = missing_stages(cfg, variant, root)
+    if not todo and (out / "done.json").exists(): return json.loads((out / "done.json").read_text())
     rec_p = out / "stages.json"
     rec = json.loads(rec_p.read_text()) if rec_p.exists() else {}
-    todo = [s for s in chunk_stages(cfg) if s not in rec]
     for s in todo[:max_stages]:
         lm = lm_for(cfg, lm)
         t0 = time.time()
