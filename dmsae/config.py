@@ -419,7 +419,7 @@ PROFILES = {
 }
 
 # %% ../nbs/01_config.ipynb #4bd65c44
-# the `small` profile until 2 December 2026 (smaller numbers, not smaller ratios; see `regime`)
+# the earlier `small` profile (smaller numbers, not smaller ratios; see `regime`)
 OLD_SMALL = dict(profile="small", context_size=128, n_train_tokens=500_000, n_heldout_tokens=16_384,
                  shard_tokens=131_072, d_sae=4096, k=32, batch_size=2048, n_cycles=7, dead_tokens=1_000_000,
                  transfer_ks=(16, 32, 64), seeds=(0,), eval_contexts=64, run_dir="runs/small")

@@ -19,8 +19,9 @@ from .distill import distill, transfer, load_core, save_core, METHODS, CONTROLS
 from .evaluate import evaluate_run, write_table, core_match, calibration_rows
 
 # %% auto #0
-__all__ = ['VARIANTS', 'SHARED_METHODS', 'study_config', 'chunk_cores', 'chunk_stages', 'missing_stages', 'run_chunk',
-           'HeldoutFVU', 'plateau', 'convergence_run', 'load_study', 'summarize', 'paired_gaps', 'verdict',
+__all__ = ['VARIANTS', 'SHARED_METHODS', 'L0_TOLERANCE', 'CLAIMS', 'ANSWERS', 'study_config', 'chunk_cores',
+           'chunk_stages', 'missing_stages', 'run_chunk', 'HeldoutFVU', 'plateau', 'convergence_run',
+           'load_study', 'summarize', 'paired_gaps', 'verdict', 'claim_rows', 'overall', 'answer_rows',
            'consistency']
 
 # %% ../nbs/15_study.ipynb #9f437dad
@@ -248,6 +249,113 @@ def verdict(a: tuple, # (mean, sd, n) of method A
     gap = (ma - mb) if higher_is_better else (mb - ma)
     if abs(gap) <= 2 * max(sa, sb): return "no clear difference"
     return "better" if gap > 0 else "worse"
+
+# %% ../nbs/15_study.ipynb #0e26b9ae
+L0_TOLERANCE = 0.1 # two SAEs whose held-out L0 differ by more (relative) are not compared at equal L0
+
+CLAIMS = [ # (key, the paper's claim, method A, method B, metric, higher is better)
+    ("fvu", "the distilled core improves reconstruction over a plain Matryoshka SAE", "dmsae", "matryoshka", "fvu",
+     False),
+    ("ce", "... and the downstream loss (CE recovered)", "dmsae", "matryoshka", "ce_recovered", True),
+    ("random_ce", "the distilled core beats a random core of the same size (CE recovered)", "dmsae", "random_core",
+     "ce_recovered", True),
+    ("random_fvu", "the distilled core beats a random core of the same size (FVU)", "dmsae", "random_core", "fvu",
+     False),
+    ("trained_fvu", "the attribution beats trained latents drawn at random (FVU)", "dmsae", "trained_core", "fvu",
+     False),
+    ("trained_ce", "the attribution beats trained latents drawn at random (CE recovered)", "dmsae", "trained_core",
+     "ce_recovered", True),
+    ("compute", "distillation is worth its compute (vs Matryoshka trained as long as all cycles, CE recovered)",
+     "dmsae", "compute_matched", "ce_recovered", True),
+]
+
+# %% ../nbs/15_study.ipynb #98de8e26
+def claim_rows(summ: pd.DataFrame, # `summarize` of the study's rows (with `l0`)
+               k0: int, # the distillation k (the other k are transfers)
+               tol: float = L0_TOLERANCE, # relative L0 difference above which a pair is not at equal L0
+              ) -> pd.DataFrame:
+    "One row per variant, claim and k where both methods ran: the numbers, the verdict and whether L0 is equal."
+    s = summ.set_index(["variant", "method", "k"])
+    rows = []
+    for v in sorted(set(summ.variant)):
+        for key, claim, a, b, m, hib in CLAIMS:
+            for k in sorted(set(summ[summ.variant == v].k)):
+                if (v, a, k) not in s.index or (v, b, k) not in s.index: continue
+                A, B = s.loc[(v, a, k)], s.loc[(v, b, k)]
+                rule = verdict((A[m + "_mean"], A[m + "_sd"], A.n), (B[m + "_mean"], B[m + "_sd"], B.n), hib)
+                equal = abs(A.l0_mean - B.l0_mean) <= tol * max(A.l0_mean, B.l0_mean)
+                shown = rule if equal else f"not at equal L0 ({A.l0_mean:.0f} vs {B.l0_mean:.0f}); {rule}"
+                fmt = lambda X: f"{X[m + '_mean']:.4f} +- {X[m + '_sd']:.4f}"
+                rows.append(dict(variant=v, claim=claim, k=k, transfer="" if k == k0 else "yes",
+                                 l0=f"{A.l0_mean:.0f} vs {B.l0_mean:.0f}",
+                                 ours=f"{fmt(A)} vs {fmt(B)} (n={int(min(A.n, B.n))})", verdict=shown,
+                                 key=key, a=a, b=b, metric=m, l0_a=A.l0_mean, l0_b=B.l0_mean,
+                                 mean_a=A[m + "_mean"], sd_a=A[m + "_sd"], mean_b=B[m + "_mean"],
+                                 sd_b=B[m + "_sd"], n=int(min(A.n, B.n)), rule=rule, equal_l0=bool(equal)))
+    return pd.DataFrame(rows)
+
+# %% ../nbs/15_study.ipynb #8a5cac0f
+def overall(rules: list[str], # `verdict` results of the comparisons behind one claim
+           ) -> str:
+    "One verdict for a claim from its comparisons: supported, contradicted, or the counts of each outcome."
+    n = len(rules)
+    better = rules.count("better")
+    worse = rules.count("worse")
+    if n == 0: return "not tested"
+    if better == n: return "supported"
+    if worse == n: return "contradicted"
+    if better: return f"supported in {better} of {n}" + (f", worse in {worse}" if worse else "")
+    return f"not supported (worse in {worse} of {n})" if worse else "not supported (no clear difference)"
+
+# %% ../nbs/15_study.ipynb #944e51bd
+ANSWERS = [ # (the paper's claim, keys of `CLAIMS`, at the distillation k (True) or at the other k (False))
+    ("The distilled core improves reconstruction (FVU) over plain Matryoshka", ("fvu",), True),
+    ("... and the downstream loss (CE loss recovered)", ("ce",), True),
+    ("The attribution picks a better core than a random one of the same size", ("random_fvu", "random_ce"), True),
+    ("... and better than trained latents drawn at random", ("trained_fvu", "trained_ce"), True),
+    ("Distillation is worth its compute (vs Matryoshka trained as long as all cycles)", ("compute",), True),
+    ("The core transfers to other sparsity levels (FVU and CE at the other k)", ("fvu", "ce"), False),
+]
+
+def _gap(r) -> str:
+    "A claim row's gap: relative for FVU, a difference for CE loss recovered."
+    if r.metric == "fvu": return f"FVU {100 * (r.mean_a / r.mean_b - 1):+.1f}%"
+    return f"CE {r.mean_a - r.mean_b:+.4f}"
+
+def _evidence(items: list[tuple]) -> str:
+    "`(label, rule)` pairs grouped by outcome: `better: ...; level: ...; worse: ...`."
+    out = []
+    for rule, word in (("better", "better"), ("no clear difference", "level"), ("worse", "worse")):
+        got = [label for label, r in items if r == rule]
+        if got: out.append(f"{word}: " + ", ".join(got))
+    return "; ".join(out)
+
+# %% ../nbs/15_study.ipynb #9f03b277
+def answer_rows(claims: pd.DataFrame, # `claim_rows`
+                cons: pd.DataFrame | None = None, # `consistency` of the variants (None: no consistency row)
+               ) -> list[dict]:
+    "The study's answer: per claim of the paper, the evidence (gaps grouped by verdict) and one overall verdict."
+    ok = claims[claims.equal_l0 & (claims.n >= 3)] if len(claims) else claims
+    rows = []
+    for text, keys, at_k0 in ANSWERS:
+        sel = ok[ok.key.isin(keys) & ((ok.transfer == "") == at_k0)] if len(ok) else ok
+        items = []
+        for r in sel.sort_values(["variant", "k", "key"]).itertuples():
+            where = "" if at_k0 else f" k={r.k}"
+            items.append((f"`{r.variant}`{where} {_gap(r)}", r.rule))
+        rows.append(dict(claim=text, evidence=_evidence(items) or "not run", verdict=overall([i[1] for i in items])))
+    if cons is not None and len(cons):
+        c = cons.set_index(["variant", "set"])
+        items = []
+        for v in sorted(set(cons.variant)):
+            if (v, "dmsae") not in c.index or c.loc[(v, "dmsae"), "pairs"] < 3: continue
+            A, B = c.loc[(v, "dmsae")], c.loc[(v, "matryoshka_top")]
+            rule = verdict((A["matched>0.7_mean"], A["matched>0.7_sd"], A.pairs),
+                           (B["matched>0.7_mean"], B["matched>0.7_sd"], B.pairs), True)
+            items.append((f"`{v}` {100 * A['matched>0.7_mean']:.1f}% vs {100 * B['matched>0.7_mean']:.1f}%", rule))
+        rows.append(dict(claim="The distilled latents are more consistent across runs (matched above cosine 0.7)",
+                         evidence=_evidence(items) or "not run", verdict=overall([i[1] for i in items])))
+    return rows
 
 # %% ../nbs/15_study.ipynb #36706259
 def consistency(root, # the study folder

@@ -35,6 +35,11 @@ def test_readme_is_generated_from_index_notebook():
     r = subprocess.run([sys.executable, "tools/make_readme.py", "--check"], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout
 
+def test_results_chapter_is_generated_from_the_study_tables():
+    "docs/results.md is what tools/make_results.py writes from figures/study/ (its numbers cannot drift)."
+    r = subprocess.run([sys.executable, "tools/make_results.py", "--check"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
 def test_reproduce_help_names_the_switches():
     r = subprocess.run([sys.executable, "tools/reproduce.py", "--help"], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

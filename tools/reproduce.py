@@ -180,11 +180,13 @@ def record_machine(figs: Path, stage: str):
     (figs / "machine.json").write_text(json.dumps(dict(sorted(rec.items())), indent=1) + "\n")
 
 def refresh_readme(figs: Path):
-    "Regenerate README.md when it quotes files of this profile's figures folder."
+    "Regenerate README.md when it quotes files of this profile's figures folder, and the results chapter of the study."
+    import subprocess
+    if figs.name == "study":   # docs/results.md is generated from figures/study/
+        subprocess.run([sys.executable, str(ROOT / "tools" / "make_results.py")], check=False)
     readme = ROOT / "README.md"
     if not readme.exists(): return
     if any(f"include: figures/{figs.name}/" in l for l in readme.read_text().splitlines()):
-        import subprocess
         subprocess.run([sys.executable, str(ROOT / "tools" / "make_readme.py")], check=False)
 
 def check_corpus(profile: str, allow: bool) -> tuple[dict, list[str] | None]:
