@@ -67,14 +67,22 @@ def for_page(nb: dict) -> dict:
     return dict(nb, cells=cells, metadata=meta)
 
 
+def stub(nb: dict) -> dict:
+    "A notebook reduced to its title cell (a quick build's stand-in, so that links to it resolve)."
+    first = next((c for c in nb["cells"] if c["cell_type"] == "markdown"), None)
+    title = "".join(first["source"]).splitlines()[0] if first else "# (untitled)"
+    return dict(nb, cells=[{"cell_type": "markdown", "metadata": {}, "source": title + "\n\n*Not in this build.*"}],
+                metadata={k: v for k, v in nb.get("metadata", {}).items() if k != "dmsae_docs"})
+
+
 def chapter(src: Path) -> tuple[dict, bool]:
     "The notebook `src` with the outputs `make test` stored for this very source, if any; (notebook, has outputs)."
     text = src.read_text(encoding="utf-8")
     done = EXECUTED / src.relative_to(ROOT / "nbs")
     if done.exists():
         nb = json.loads(done.read_text(encoding="utf-8"))
-        if nb.get("metadata", {}).get("dmsae_docs", {}).get("source_sha256") == hashlib.sha256(text.encode()).hexdigest():
-            return nb, True
+        ran = nb.get("metadata", {}).get("dmsae_docs", {}).get("source_sha256")
+        if ran == hashlib.sha256(text.encode()).hexdigest(): return nb, True
     return json.loads(text), False
 
 
@@ -87,7 +95,8 @@ def api_pages(src: Path) -> list[str]:
     "One page per dmsae module (autodoc of its `__all__`), and their index."
     mods = sorted(p.stem for p in (ROOT / "dmsae").glob("*.py") if not p.stem.startswith("_"))
     for m in mods:
-        write(src / "api" / f"{m}.md", f"# dmsae.{m}\n\n```{{eval-rst}}\n.. automodule:: dmsae.{m}\n   :members:\n```\n")
+        rst = f".. automodule:: dmsae.{m}\n   :members:"
+        write(src / "api" / f"{m}.md", f"# dmsae.{m}\n\n```{{eval-rst}}\n{rst}\n```\n")
     toc = "\n".join(mods)
     write(src / "api" / "index.md", "# API reference\n\nThe docstrings of every exported name, module by module "
           "(generated from `nbs/` by `nbdev_export`).\n\n```{toctree}\n:maxdepth: 1\n\n" + toc + "\n```\n")
@@ -95,12 +104,14 @@ def api_pages(src: Path) -> list[str]:
 
 
 def stage(src: Path, pages: list[str] | None = None, api: bool = True) -> list[str]:
-    "Stage the site's sources under `src`; `pages` (paths of notebooks under nbs/) limits the chapters. Lacking outputs."
+    """Stage the site's sources under `src`; the pages that lack outputs. With `pages` (notebook file names) only those
+    notebooks are staged in full, the others as their title (a quick build whose links still resolve)."""
     src.mkdir(parents=True, exist_ok=True)
     for p in DOCS.glob("*.md"): write(src / p.name, p.read_text(encoding="utf-8"))
     for name in ("README.md", "CHANGELOG.md"):
         f = ROOT / name
-        write(src / "_include" / name, f.read_text(encoding="utf-8") if f.exists() else f"# {name[:-3].title()}\n\n*No {name} yet.*\n")
+        text = f.read_text(encoding="utf-8") if f.exists() else f"# {name[:-3].title()}\n\n*No {name} yet.*\n"
+        write(src / "_include" / name, text)
     link(src / "figures", ROOT / "figures")
     link(src / "bench", ROOT / "bench")
     mj = src / "_static_site" / "mathjax"
@@ -110,25 +121,25 @@ def stage(src: Path, pages: list[str] | None = None, api: bool = True) -> list[s
         print(f"[docs] no MathJax at {MATHJAX}: formulas show as TeX source (`make install` fetches it with npm)")
     lacking, want = [], None if pages is None else {Path(p).name for p in pages}
     for f in sorted((ROOT / "nbs").glob("[0-9][0-9]_*.ipynb")):
-        if want is not None and f.name not in want: continue
+        if want is not None and f.name not in want:   # a quick build: the other chapters as their title only
+            write(src / "nbs" / f.name, json.dumps(stub(json.loads(f.read_text(encoding="utf-8")))) + "\n")
+            continue
         nb, ok = chapter(f)
         if not ok and has_code(nb): lacking.append(f"nbs/{f.name}")
         write(src / "nbs" / f.name, json.dumps(for_page(nb), indent=1, ensure_ascii=False) + "\n")
     for profile, names in PAPER.items():
         for n in names:
             f = ROOT / "figures" / profile / "executed" / f"{n}.ipynb"
-            if want is not None and f.name not in want: continue
             if not f.exists():
                 lacking.append(f"figures/{profile}/executed/{f.name} (missing: `make reproduce PROFILE={profile}`)")
                 continue
-            write(src / "nbs" / "paper" / f.name, json.dumps(for_page(json.loads(f.read_text())), indent=1,
-                                                               ensure_ascii=False) + "\n")
-    # drop staged notebooks whose source is gone or not asked for
-    staged = {p for p in (src / "nbs").rglob("*.ipynb")}
-    keep = {src / "nbs" / f.name for f in (ROOT / "nbs").glob("[0-9][0-9]_*.ipynb") if want is None or f.name in want}
-    keep |= {src / "nbs" / "paper" / f"{n}.ipynb" for ns in PAPER.values() for n in ns
-             if want is None or f"{n}.ipynb" in want}
-    for p in staged - keep: p.unlink()
+            nb = json.loads(f.read_text(encoding="utf-8"))
+            nb = for_page(nb) if want is None or f.name in want else stub(nb)
+            write(src / "nbs" / "paper" / f.name, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+    # drop staged notebooks whose source is gone
+    keep = {src / "nbs" / f.name for f in (ROOT / "nbs").glob("[0-9][0-9]_*.ipynb")}
+    keep |= {src / "nbs" / "paper" / f"{n}.ipynb" for ns in PAPER.values() for n in ns}
+    for p in set((src / "nbs").rglob("*.ipynb")) - keep: p.unlink()
     if api: api_pages(src)
     elif (src / "api").exists(): shutil.rmtree(src / "api")
     return lacking
