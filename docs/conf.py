@@ -9,7 +9,7 @@ project = "dmsae"
 author = "dmsae developers"
 copyright = "2026 onwards, dmsae developers"
 root_doc = "index"
-extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.mathjax", "sphinx.ext.viewcode"]
+extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.mathjax"]   # the source to read is the notebooks
 
 # the staged tree (docs/build.py): these pages only; README, CHANGELOG and bench/README come in by inclusion
 include_patterns = ["*.md", "nbs/*.ipynb", "nbs/paper/*.ipynb", "api/*.md", "bench/README.md", "bench/results/*.md"]
@@ -43,14 +43,15 @@ html_show_sourcelink = False
 html_theme_options = {"navigation_with_keys": True}
 html_last_updated_fmt = None
 autodoc_inherit_docstrings = False
-viewcode_follow_imported_members = False
 
 
 def _plain_docstring(app, what, name, obj, options, lines):
-    "The docstrings are plain prose, not reStructuredText: `code` is literal; `|`, `*` and `\\` are characters."
+    """The docstrings are plain prose, not reStructuredText: `code` is literal, $tex$ a formula; `|`, `*`, `_` and
+    `\\` elsewhere are characters."""
     for i, line in enumerate(lines):
-        parts = re.split(r"(?<![`\w])`([^`]+)`(?!`)", line)    # prose, code, prose, code, ...
-        lines[i] = "".join(f"``{p}``\\ " if k % 2 else re.sub(r"([\\|*_])", r"\\\1", p) for k, p in enumerate(parts))
+        parts = re.split(r"((?<![`\w])`[^`]+`(?!`)|(?<![\w$])\$[^$\s][^$]*\$(?![\w$]))", line)   # prose, span, ...
+        lines[i] = "".join((f"``{p[1:-1]}``\\ " if p[0] == "`" else f":math:`{p[1:-1]}`\\ ") if k % 2 else
+                           re.sub(r"([\\|*_])", r"\\\1", p) for k, p in enumerate(parts))
 
 
 def setup(app):

@@ -77,7 +77,7 @@ def check_page(drv, path: Path, html: Path, ids: dict) -> list[str]:
             bad.append(f"{rel}: link to missing {f}")
         elif frag and f.suffix == ".html":
             if f not in ids: ids[f] = set(re.findall(r'\bid="([^"]+)"', f.read_text(encoding="utf-8")))
-            if frag not in ids[f]: bad.append(f"{rel}: link to missing anchor {f.name}#{frag}")
+            if frag not in ids[f]: bad.append(f"{rel}: link to missing anchor {f.relative_to(html)}#{frag}")
     bad += [f"{rel}: image does not load: {src}" for src, ok in facts["imgs"] if not ok]
     bad += [f"{rel}: console: {e['message'][:200]}" for e in drv.get_log("browser") if e["level"] == "SEVERE"]
     return bad
