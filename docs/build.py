@@ -103,17 +103,36 @@ def api_pages(src: Path) -> list[str]:
     return mods
 
 
+def repo_entries() -> list[str]:
+    "The top-level files and folders of the repository (tracked by git; without git, those not hidden or built)."
+    try:
+        out = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+        return sorted({line.split("/", 1)[0] for line in out.splitlines() if line})
+    except (OSError, subprocess.CalledProcessError):
+        return sorted(p.name for p in ROOT.iterdir() if not p.name.startswith((".", "_")))
+
+
 def stage(src: Path, pages: list[str] | None = None, api: bool = True) -> list[str]:
     """Stage the site's sources under `src`; the pages that lack outputs. With `pages` (notebook file names) only those
     notebooks are staged in full, the others as their title (a quick build whose links still resolve)."""
     src.mkdir(parents=True, exist_ok=True)
-    for p in DOCS.glob("*.md"): write(src / p.name, p.read_text(encoding="utf-8"))
-    for name in ("README.md", "CHANGELOG.md"):
-        f = ROOT / name
-        text = f.read_text(encoding="utf-8") if f.exists() else f"# {name[:-3].title()}\n\n*No {name} yet.*\n"
-        write(src / "_include" / name, text)
-    link(src / "figures", ROOT / "figures")
-    link(src / "bench", ROOT / "bench")
+    write(src / "index.md", (DOCS / "index.md").read_text(encoding="utf-8"))
+    for p in DOCS.glob("*.md"):
+        if p.name != "index.md": write(src / "docs" / p.name, p.read_text(encoding="utf-8"))
+    write(src / "_include" / "README.md", (ROOT / "README.md").read_text(encoding="utf-8"))
+    log = ROOT / "CHANGELOG.md"
+    write(src / "CHANGELOG.md", log.read_text(encoding="utf-8") if log.exists() else "# Changelog\n\n*No entries.*\n")
+    # the rest of the repository by links, so that a relative link of the README or a notebook to any file of the
+    # repository resolves (to a page, an image, or a download)
+    for top in repo_entries():
+        if top not in ("nbs", "docs", "bench", "README.md", "CHANGELOG.md"): link(src / top, ROOT / top)
+    # bench/: its Markdown pages as copies (Sphinx resolves a page's links from its real path), the rest by links
+    if (src / "bench").is_symlink(): (src / "bench").unlink()
+    for f in sorted((ROOT / "bench").rglob("*")):
+        if f.is_dir() or "__pycache__" in f.parts: continue
+        to = src / f.relative_to(ROOT)
+        if f.suffix == ".md": write(to, f.read_text(encoding="utf-8"))
+        else: link(to, f)
     mj = src / "_static_site" / "mathjax"
     for part in MATHJAX_PARTS:
         if (MATHJAX / part).exists(): link(mj / part, MATHJAX / part)

@@ -11,11 +11,13 @@ copyright = "2026 onwards, dmsae developers"
 root_doc = "index"
 extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.mathjax"]   # the source to read is the notebooks
 
-# the staged tree (docs/build.py): these pages only; README, CHANGELOG and bench/README come in by inclusion
-include_patterns = ["*.md", "nbs/*.ipynb", "nbs/paper/*.ipynb", "api/*.md", "bench/README.md", "bench/results/*.md"]
+# the staged tree (docs/build.py) mirrors the repository: these files are pages, the README is included in the home
+# page, every other file of the repository is there by a link (a relative link to it resolves: image or download)
+include_patterns = ["index.md", "CHANGELOG.md", "docs/*.md", "nbs/*.ipynb", "nbs/paper/*.ipynb", "api/*.md",
+                    "bench/README.md", "bench/results/*.md"]
 exclude_patterns = ["_include/**", "_static_site/**", "**/.ipynb_checkpoints"]
 suppress_warnings = ["toc.not_included", "myst.header", "misc.highlighting_failure", "mystnb.unknown_mime_type",
-                     "myst.xref_missing", "toc.excluded", "autodoc.import_object"]
+                     "toc.excluded"]
 
 # notebooks: never executed here; outputs are those stored in the staged copy (make test / make reproduce)
 nb_execution_mode = "off"

@@ -89,7 +89,8 @@ def test_site_in_a_browser(site):
     pages = sorted(p for p in html.rglob("*.html") if p.relative_to(html).parts[0] not in ("latents", "_modules"))
     names = {p.relative_to(html).as_posix() for p in pages}
     assert {"index.html", "nbs/00_method.html", "nbs/09_attribution.html", "nbs/paper/02_distillation.html",
-            "results.html", "reproducibility.html", "changelog.html", "bench/README.html", "search.html"} <= names
+            "docs/results.html", "docs/reproducibility.html", "CHANGELOG.html", "bench/README.html",
+            "search.html"} <= names
     assert (html / "_static" / "mathjax" / "tex-mml-chtml.js").exists(), "MathJax is not shipped: `make install`"
     assert (html / "latents" / "index.html").exists()
     drv = browser()
