@@ -110,3 +110,34 @@ def test_site_in_a_browser(site):
         assert found, "the search for 'attribution' does not list the attribution chapter"
     finally:
         drv.quit()
+
+
+def test_nbdev_test_saves_outputs(tmp_path):
+    "tools/run_tests.py's nbdev_test: nbdev's run, report and exit status; a passing notebook is saved with outputs."
+    import hashlib, json, subprocess, sys
+    def nb(*cells):
+        return json.dumps({"cells": [{"cell_type": t, "id": f"c{i}", "metadata": {}, "source": s,
+                                      **({"outputs": [], "execution_count": None} if t == "code" else {})}
+                                     for i, (t, s) in enumerate(cells)],
+                           "metadata": {"kernelspec": {"name": "python3", "language": "python",
+                                                       "display_name": "python3"}},
+                           "nbformat": 4, "nbformat_minor": 5})
+    good, bad = tmp_path / "good.ipynb", tmp_path / "bad.ipynb"
+    good.write_text(nb(("markdown", "# Good\n\n> A notebook"), ("code", "#| hide\nx = 6 * 7"), ("code", "print(x)"),
+                       ("code", "#| slow\nprint('slow')")))
+    bad.write_text(nb(("markdown", "# Bad"), ("code", "print('before')"), ("code", "assert 1 == 2")))
+    out = tmp_path / "executed"
+    env = {**os.environ, "DMSAE_DOCS_EXECUTED": str(out)}
+    def run(f):
+        return subprocess.run([sys.executable, "tools/run_tests.py", "nbdev_test", "--path", str(f), "--do_print"],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    r = run(good)
+    assert r.returncode == 0 and "Success." in r.stdout, r.stdout + r.stderr
+    saved = json.loads((out / "good.ipynb").read_text())
+    assert saved["metadata"]["dmsae_docs"]["source_sha256"] == hashlib.sha256(good.read_bytes()).hexdigest()
+    outs = [c["outputs"] for c in saved["cells"] if c["cell_type"] == "code"]
+    assert outs[1] == [{"name": "stdout", "output_type": "stream", "text": ["42\n"]}] and outs[2] == [], outs
+    assert [c["source"] for c in saved["cells"]] == [c["source"] for c in json.loads(good.read_text())["cells"]]
+    r = run(bad)
+    assert r.returncode == 1 and "nbdev Tests Failed On The Following Notebooks" in r.stderr, r.stdout + r.stderr
+    assert re.search(r"^\tbad\.ipynb\s*$", r.stderr, re.M) and not (out / "bad.ipynb").exists()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-EXECUTED = ROOT / "_docs" / "executed"
+EXECUTED = Path(os.environ.get("DMSAE_DOCS_EXECUTED", ROOT / "_docs" / "executed"))
 
 def run(cmd):
     print("$", " ".join(cmd), flush=True)
@@ -44,8 +44,8 @@ def save_executed(src: Path, text: str, nb, flags: str = ""):
         c["execution_count"] = done.get("execution_count") if done else None
     raw.setdefault("metadata", {})["dmsae_docs"] = {"source_sha256": hashlib.sha256(text.encode()).hexdigest(),
                                                     "flags": flags}
-    rel = src.resolve().relative_to((ROOT / "nbs").resolve())
-    out = EXECUTED / rel
+    nbs = (ROOT / "nbs").resolve()
+    out = EXECUTED / (src.resolve().relative_to(nbs) if src.resolve().is_relative_to(nbs) else src.name)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(json.dumps(raw, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
