@@ -44,6 +44,7 @@ html_copy_source = False
 html_show_sourcelink = False
 html_theme_options = {"navigation_with_keys": True}
 html_last_updated_fmt = None
+html_show_search_summary = False   # summaries fetch each page, which browsers refuse for file:// (CORS): titles only
 autodoc_inherit_docstrings = False
 
 

@@ -109,6 +109,8 @@ def test_site_in_a_browser(site):
         found = wait(drv, "[...document.querySelectorAll('#search-results a')].map(a => a.href)"
                           ".filter(h => h.includes('nbs/09_attribution.html')).length")
         assert found, "the search for 'attribution' does not list the attribution chapter"
+        errors = [e["message"][:200] for e in drv.get_log("browser") if e["level"] == "SEVERE"]
+        assert not errors, "search page console:\n" + "\n".join(errors)
     finally:
         drv.quit()
 
