@@ -12,7 +12,7 @@ export PYTHONUNBUFFERED = 1
 # idle OpenMP threads must not spin: with 2 cores and parallel notebooks, spinning made SAE steps ~6x slower
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install setup reproduce study check-corpus test test-slow bench export readme
+.PHONY: install setup reproduce study check-corpus test test-slow bench export readme docs
 
 install:            ## create .venv and install everything (idempotent)
 	@bash tools/install.sh
@@ -49,6 +49,9 @@ bench: setup        ## CPU benchmarks, quick settings (< 15 min on 2 cores); tab
 	@$(PY) bench/bench_attribution.py --quick
 	@$(PY) bench/bench_scaling.py --quick
 	@$(PY) bench/collect.py
+
+docs: install       ## the documentation site in _docs/html (offline; chapter outputs from the last `make test`)
+	@$(PY) docs/build.py
 
 readme: install      ## README.md from nbs/index.ipynb
 	@$(PY) tools/make_readme.py

@@ -24,8 +24,32 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
     echo "[install] no chromium: the browser test will skip (as root: $apt)"
   fi
 fi
+# 0b. MathJax 3 for the documentation site (make docs): formulas render from a copy shipped with the site, never from
+#     a CDN. The npm registry's tarball, checked against its sha256, unpacked into $VENV/share/mathjax (checked on every
+#     run, cheap once there, also when nothing else is installed); without npm the site shows formulas as TeX source.
+mathjax() {
+mj_dir="$VENV/share/mathjax"
+mj_sha=1b9c0a1c44df864e915690558e72adb9cc5203360daefd385084ced3b6c64c09
+if [ ! -f "$mj_dir/es5/tex-mml-chtml.js" ]; then
+  if command -v npm >/dev/null; then
+    echo "[install] MathJax 3.2.2 (npm pack) for make docs"
+    mj_tmp=$(mktemp -d)
+    if (cd "$mj_tmp" && npm pack -q mathjax@3.2.2 >/dev/null 2>&1) &&
+       [ "$(sha256sum "$mj_tmp/mathjax-3.2.2.tgz" | cut -d' ' -f1)" = "$mj_sha" ]; then
+      mkdir -p "$mj_dir" && tar xzf "$mj_tmp/mathjax-3.2.2.tgz" -C "$mj_tmp" package/es5 &&
+        rm -rf "$mj_dir/es5" && mv "$mj_tmp/package/es5" "$mj_dir/es5"
+    else
+      echo "[install] could not fetch MathJax 3.2.2 with its sha256 $mj_sha: make docs shows TeX source"
+    fi
+    rm -rf "$mj_tmp"
+  else
+    echo "[install] no npm: make docs shows formulas as TeX source (install Node.js/npm, then make install)"
+  fi
+fi
+}
 want=$(cat tools/install.sh settings.ini setup.py "$lock" 2>/dev/null | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$VENV/bin/python" ]; then
+  mathjax
   echo "[install] .venv is up to date (stamp $want): nothing to install"; exit 0
 fi
 t0=$(date +%s)
@@ -38,7 +62,8 @@ $pip install -c "$lock" "torch==2.13.0"
 $pip install -c "$lock" "numpy<2" "pyarrow<26" "pandas<3" "datasets>=3,<4" "sae-lens>=6.28,<7" \
   transformers gguf safetensors matplotlib jupyterlab papermill ipykernel tqdm pyyaml pytest tabulate \
   "nbdev==2.4.14" "fastcore>=1.12.3,<1.13" "execnb<0.2" "fastgit<0.1.4" scikit-learn \
-  "ruff==0.17.6" "hypothesis==6.170.15" "selenium==4.50.0"
+  "ruff==0.17.6" "hypothesis==6.170.15" "selenium==4.50.0" \
+  "Sphinx==9.0.4" "myst-nb==1.4.0" "myst-parser==5.2.0" "furo==2025.12.19"
 # 2b. nbdev 2.4.14 wraps a generated `__all__` at 120 characters before it prefixes `__all__ = `, so that line can reach
 #     130; wrap at 110 so every generated line stays within ruff.toml's 120 (idempotent).
 "$VENV/bin/python" - <<'PY'
@@ -57,5 +82,6 @@ $pip uninstall -y torchvision >/dev/null 2>&1 || true
 $pip install -c "$lock" --no-deps -e .
 # 5. a named Jupyter kernel so papermill runs the notebooks inside this venv.
 "$VENV/bin/python" -m ipykernel install --sys-prefix --name dmsae --display-name "dmsae (.venv)" >/dev/null
+mathjax
 echo "$want" > "$stamp"
 echo "[install] done in $(( $(date +%s) - t0 )) s; venv size $(du -sh "$VENV" | cut -f1)"

@@ -2,12 +2,18 @@
 """Run the lint (ruff), the notebook tests (nbdev_test) and pytest; print one closing line `N passed, N failed`.
 
 The lint counts as one test, each notebook as one (nbdev_test stops a notebook at its first failing cell),
-and each pytest test as one."""
-import argparse, os, re, subprocess, sys, time
+and each pytest test as one.
+
+The notebook tests also feed the documentation site (`make docs`): `python tools/run_tests.py nbdev_test ARGS` is
+nbdev's own `nbdev_test` (same command line, flags, parallel workers, output and exit status), except that every
+notebook that passes is written with its outputs to `_docs/executed/<path under nbs>.ipynb`, with the sha256 of the
+source it ran in its metadata. The notebooks in nbs/ stay output-free; nothing runs twice."""
+import argparse, hashlib, json, os, re, subprocess, sys, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+EXECUTED = Path(os.environ.get("DMSAE_DOCS_EXECUTED", ROOT / "_docs" / "executed"))
 
 def run(cmd):
     print("$", " ".join(cmd), flush=True)
@@ -27,12 +33,59 @@ def lint() -> int:
     rc, _ = run([str(ruff), "check", "."])
     return int(rc != 0)
 
+def save_executed(src: Path, text: str, nb, flags: str = ""):
+    "Write the source notebook `text` of `src` with the outputs of the executed `nb` (cells matched by id) to EXECUTED."
+    raw = json.loads(text)
+    ran = {c.get("id"): c for c in nb.cells if c.get("id")}
+    for c in raw["cells"]:
+        if c["cell_type"] != "code": continue
+        done = ran.get(c.get("id"))
+        c["outputs"] = [_plain(o) for o in (done.get("outputs") or [])] if done else []
+        c["execution_count"] = done.get("execution_count") if done else None
+    raw.setdefault("metadata", {})["dmsae_docs"] = {"source_sha256": hashlib.sha256(text.encode()).hexdigest(),
+                                                    "flags": flags}
+    nbs = (ROOT / "nbs").resolve()
+    out = EXECUTED / (src.resolve().relative_to(nbs) if src.resolve().is_relative_to(nbs) else src.name)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(raw, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(out)
+
+def _plain(o):
+    "An execnb output (AttrDict, lists) as plain JSON, without execnb's private keys (ending in `_`)."
+    if isinstance(o, dict): return {k: _plain(v) for k, v in o.items() if not k.endswith("_")}
+    if isinstance(o, (list, tuple)): return [_plain(v) for v in o]
+    return o
+
+def nbdev_test_saving():
+    """nbdev's `nbdev_test` on this process's command line, writing each notebook that passes with its outputs.
+
+    nbdev.test.test_nb builds one `CaptureShell` per notebook and calls its `run_all`, which raises at the first failing
+    cell; the shell below saves the notebook after a `run_all` that returned. Everything else is nbdev's code, run
+    in nbdev's forked workers (the patch is inherited by fork)."""
+    import nbdev.test
+    from execnb.shell import CaptureShell
+    flags = " ".join(sys.argv[sys.argv.index("--flags") + 1:][:1]) if "--flags" in sys.argv else ""
+
+    class SavingShell(CaptureShell):
+        def run_all(self, nb, *args, **kwargs):
+            src = Path(nb.path_)
+            text = src.read_text(encoding="utf-8")
+            res = super().run_all(nb, *args, **kwargs)
+            try: save_executed(src, text, nb, flags)
+            except Exception as e: print(f"[docs] could not save the executed {src.name}: {e!r}", file=sys.stderr)
+            return res
+
+    nbdev.test.CaptureShell = SavingShell
+    return nbdev.test.nbdev_test()
+
 def notebooks(flags: str, workers: str):
     "Run nbdev_test on every notebook; (passed, failed names)."
     from nbdev.doclinks import nbglob
     nbs = [f for f in nbglob(str(ROOT / "nbs"), as_path=True)
            if not any(p.startswith((".", "_")) for p in f.relative_to(ROOT).parts)]
-    cmd = [str(BIN / "nbdev_test"), "--n_workers", workers, "--timing", "--do_print"]
+    cmd = [sys.executable, str(Path(__file__).resolve()), "nbdev_test",   # nbdev_test, saving outputs for make docs
+           "--n_workers", workers, "--timing", "--do_print"]
     if flags: cmd += ["--flags", flags]
     rc, out = run(cmd)
     failed = re.findall(r"^\t(\S+\.ipynb)\s*$", out, flags=re.M) if rc else []
@@ -66,4 +119,8 @@ def main():
     print(f"{passed} passed, {failed} failed" + (f", {py_skip} skipped" if py_skip else ""))
     sys.exit(1 if failed else 0)
 
-if __name__ == "__main__": main()
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["nbdev_test"]:
+        sys.argv = [str(BIN / "nbdev_test"), *sys.argv[2:]]
+        nbdev_test_saving()
+    else: main()
