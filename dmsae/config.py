@@ -10,14 +10,14 @@ from pathlib import Path
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['DEFAULT_MODEL', 'BOOKKEEPING', 'DISTILL_ONLY', 'LATE_FIELDS', 'CORE_ONLY', 'CORE_BUDGETS', 'CORE_ACTS',
-           'KINDS', 'ITEM_TYPES', 'PLURALS', 'SPEED_DTYPES', 'DEVICE_RE', 'SAEBENCH_EVALS', 'MINIATURE',
-           'PROFILES', 'OLD_SMALL', 'D_MODEL', 'PAPER_REGIME', 'dmsae_home', 'project_root', 'resolve_path',
-           'DMSAEConfig', 'refuse', 'check_choice', 'check_k', 'check_group_fractions', 'field_kinds',
-           'is_kind', 'type_words', 'check_type', 'check_types', 'check_field_names', 'check_list',
-           'native_bf16', 'resolve_dtype', 'get_config', 'regime', 'RegimeWarning', 'regime_warnings',
-           'atomic_write', 'read_checked', 'atomic_write_text', 'atomic_write_json', 'copy_files',
-           'sha256_file', 'save_config', 'load_config', 'config_hash']
+__all__ = ['DEFAULT_MODEL', 'BOOKKEEPING', 'DISTILL_ONLY', 'LATE_FIELDS', 'CORE_ONLY', 'SYNTH_MODEL', 'CORE_BUDGETS',
+           'CORE_ACTS', 'KINDS', 'ITEM_TYPES', 'PLURALS', 'SPEED_DTYPES', 'DEVICE_RE', 'SAEBENCH_EVALS',
+           'MINIATURE', 'PROFILES', 'OLD_SMALL', 'D_MODEL', 'PAPER_REGIME', 'dmsae_home', 'project_root',
+           'resolve_path', 'DMSAEConfig', 'refuse', 'check_choice', 'check_k', 'check_group_fractions',
+           'field_kinds', 'is_kind', 'type_words', 'check_type', 'check_types', 'check_field_names',
+           'check_list', 'native_bf16', 'resolve_dtype', 'check_synth', 'get_config', 'regime',
+           'RegimeWarning', 'regime_warnings', 'atomic_write', 'read_checked', 'atomic_write_text',
+           'atomic_write_json', 'copy_files', 'sha256_file', 'save_config', 'load_config', 'config_hash']
 
 # %% ../nbs/01_config.ipynb #f62cd018
 def dmsae_home() -> Path:
@@ -143,6 +143,21 @@ class DMSAEConfig:
     dash_sample: int = 16
     dash_top: int = 10
     dash_contexts: int | None = None
+    # --- synthetic world (nbs/17_synth), used when `model_name="synthetic"`: SAELens' SynthSAEBench generator
+    synth_d: int = 64 # activation width d of the world
+    synth_features: int = 2048 # true features, unit vectors in d dimensions (superposition: synth_features / synth_d)
+    synth_zipf: float = 0.5 # Zipf exponent of the features' firing probabilities
+    synth_max_prob: float = 0.2 # firing probability of the most frequent feature
+    synth_min_prob: float = 0.001 # firing probability of the rarest feature
+    synth_roots: int = 0 # hierarchy: trees of parent features (0: no hierarchy)
+    synth_branching: int = 4 # children per parent
+    synth_depth: int = 2 # levels of children below a root
+    synth_exclusive: float = 0.5 # fraction of parents whose children are mutually exclusive
+    synth_corr_rank: int = 0 # rank of the low-rank correlation between features (0: independent)
+    synth_mag_std: float = 0.0 # standard deviation of a firing feature's magnitude (mean 1)
+    synth_important: int = 16 # true features the downstream loss reads (its outputs, at most 30), weights 1/rank
+    synth_gain: float = 4.0 # readout gain beta: output logit = beta (v . (x - b) - 1/2)
+    synth_seed: int = 0 # seed of the world (features, hierarchy, readout); `seed` varies the SAEs only
     run_dir: str = "runs/tiny" # where runs, figures data and tables go
 
     @property
@@ -169,6 +184,10 @@ class DMSAEConfig:
         drop |= {k for k, v in LATE_FIELDS.items() if getattr(self, k) == v}
         vals = self.to_dict() if core else {**self.to_dict(), **CORE_ONLY}
         return {k: v for k, v in vals.items() if k not in drop}
+
+SYNTH_MODEL = "synthetic" # the `model_name` of a synthetic world (nbs/17_synth)
+# the synthetic world's fields came after runs were recorded: at their defaults they stay out of every identity
+LATE_FIELDS.update({f.name: f.default for f in fields(DMSAEConfig) if f.name.startswith("synth_")})
 
 # %% ../nbs/01_config.ipynb #e2065ea2
 def refuse(bad: bool, # the impossible condition
@@ -298,6 +317,24 @@ def resolve_dtype(value: str, # a speed dtype: `float32`, `float16`, `bfloat16` 
     if value != "auto": return value
     return "bfloat16" if native_bf16(device) else "float32"
 
+# %% ../nbs/01_config.ipynb #df4c6126
+def check_synth(cfg: DMSAEConfig):
+    "Refuse impossible `synth_*` settings (they only matter when `model_name` is `synthetic`)."
+    for name in ("synth_d", "synth_features", "synth_branching", "synth_depth", "synth_important"):
+        refuse(getattr(cfg, name) <= 0, f"{name}={getattr(cfg, name)}: must be positive")
+    for name in ("synth_roots", "synth_corr_rank", "synth_seed"):
+        refuse(getattr(cfg, name) < 0, f"{name}={getattr(cfg, name)}: must be >= 0 (0: {name[6:]} off)")
+    refuse(cfg.synth_zipf < 0 or cfg.synth_mag_std < 0 or cfg.synth_gain <= 0,
+           f"synth_zipf={cfg.synth_zipf}, synth_mag_std={cfg.synth_mag_std} must be >= 0 and "
+           f"synth_gain={cfg.synth_gain} > 0")
+    refuse(not 0 < cfg.synth_min_prob <= cfg.synth_max_prob <= 1,
+           f"synth_min_prob={cfg.synth_min_prob}, synth_max_prob={cfg.synth_max_prob}: need 0 < min <= max <= 1")
+    refuse(not 0 <= cfg.synth_exclusive <= 1, f"synth_exclusive={cfg.synth_exclusive} must lie in [0, 1]")
+    refuse(cfg.synth_important > min(30, cfg.synth_features),
+           f"synth_important={cfg.synth_important}: at most 30 (the labels travel as the bits of an int32 token) "
+           f"and at most synth_features={cfg.synth_features}")
+
+
 # %% ../nbs/01_config.ipynb #f3b8bd2e
 DEVICE_RE = r"(cpu|cuda|mps|xpu)(:\d+)?" # the `device` values `validate` allows
 # the SAEBench evals `dmsae.saebench` (offline) and `dmsae.probing` (hub) know
@@ -379,6 +416,7 @@ def validate(self: DMSAEConfig) -> DMSAEConfig:
         refuse(self.dash_sample < 0, f"dash_sample={self.dash_sample}: must be >= 0 (0: pages for the core only)")
         refuse(self.dash_contexts is not None and self.dash_contexts <= 0,
                f"dash_contexts={self.dash_contexts}: must be positive (or None: all held-out contexts)")
+        check_synth(self)
     except ValueError as e: raise ValueError(f"DMSAEConfig: {e}") from None
     for name in SPEED_DTYPES: setattr(self, name, resolve_dtype(getattr(self, name), self.device))
     return self
