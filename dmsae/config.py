@@ -454,6 +454,17 @@ PROFILES = {
                   seeds=(0, 1, 2), saebench_evals=("core", "absorption", "scr", "tpp", "sparse_probing", "ravel",
                                                    "autointerp", "unlearning"),
                   run_dir="runs/paper"),
+    # the synthetic world (nbs/17_synth) in the paper's ratios: d=64, width 1,824 = 28.5 d, k=9 = 0.141 d, first group
+    # 57 = 6.3 k, a core of at most 6 = 0.67 k, dead after 2% and warm-up over 1% of a training's tokens; 2,048 true
+    # features (32 d), Zipf exponent 0.5, 32 trees of depth 2 and branching 4 (672 features), a true L0 of ~10;
+    # 3,000 steps of 1,024 rows (~2.9 passes over a 1M-row cache) reach the plateau (nbs/paper/07_synth)
+    "synth": dict(profile="synth", model_name="synthetic", dataset="synthetic", synth_d=64, synth_features=2048,
+                  synth_zipf=0.5, synth_max_prob=0.2, synth_min_prob=0.001, synth_roots=32, synth_branching=4,
+                  synth_depth=2, synth_exclusive=0.5, synth_mag_std=0.2, synth_important=16, context_size=64,
+                  n_train_tokens=1_048_576, n_heldout_tokens=16_384, shard_tokens=131_072, cache_dtype="float32",
+                  d_sae=1824, k=9, batch_size=1024, train_steps=3000, lr=0.004, warmup_steps=30,
+                  dead_tokens=61_440, n_cycles=2, core_max=6, attribution_batch_contexts=16,
+                  transfer_ks=(5, 9, 18), seeds=(0, 1, 2), eval_contexts=128, run_dir="runs/synth"),
 }
 
 # %% ../nbs/01_config.ipynb #4bd65c44
@@ -469,7 +480,7 @@ def _coerce(name, value):
     if isinstance(default, tuple) and isinstance(value, list): return tuple(value)
     return value
 
-def get_config(profile: str = "tiny", # `tiny`, `small`, `study` or `paper`
+def get_config(profile: str = "tiny", # `tiny`, `small`, `study`, `paper` or `synth`
                **overrides) -> DMSAEConfig:
     "The profile's config with `overrides` applied and validated."
     refuse(not isinstance(profile, str) or profile not in PROFILES,
@@ -499,7 +510,7 @@ def regime(cfg: DMSAEConfig, # the run config
            p: float = 0.5, # fraction of tokens a ReLU core latent fires on
           ) -> dict:
     "The dimensionless ratios of one training under `cfg` (None where `d_in` or `n_core` is unknown)."
-    d = d_in or D_MODEL.get(cfg.model_name)
+    d = d_in or (cfg.synth_d if cfg.model_name == SYNTH_MODEL else D_MODEL.get(cfg.model_name))
     c = n_core or 0
     n_free = cfg.d_sae - c
     first = int(cfg.group_fractions[0] * n_free) if cfg.group_fractions else n_free

@@ -101,7 +101,7 @@ def downstream_loss(model, # an `LM`, or any object with its own `downstream_los
                     x_hat: torch.Tensor | None = None, # [B, T, d] replacement at masked positions (None: clean)
                     logits: bool = False, # also return the outputs (logits)
                    ):
-    "The loss above the hook summed over the scored predictions, `x_hat` spliced in: the model's own, else `spliced_loss`."
+    "The loss above the hook over the scored predictions, `x_hat` spliced in: the model's own, else `spliced_loss`."
     own = getattr(model, "downstream_loss", None)
     if own is not None: return own(x, tokens, mask, layer, x_hat, logits)
     return spliced_loss(model, x, tokens, mask, layer, x_hat, logits)
