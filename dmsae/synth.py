@@ -23,7 +23,7 @@ __all__ = ['SPLIT_SEEDS', 'synth_model_config', 'world_key', 'world_dir', 'load_
            'readout_features', 'SynthWorld', 'labels_to_tokens', 'tokens_to_labels', 'readout_logits',
            'row_loss', 'sample_rows', 'true_importance', 'synth_cache_key', 'build_synth_cache',
            'match_truth', 'importance_recovery', 'truth_consistency', 'level_counts', 'synthbench_metrics',
-           'truth_sets', 'truth_table', 'synth_eval']
+           'truth_sets', 'truth_table', 'synth_eval', 'synth_stage', 'study_truth_consistency']
 
 # %% ../nbs/17_synth.ipynb #225f0e3b
 def synth_model_config(cfg: DMSAEConfig, # the `synth_*` fields
@@ -296,6 +296,8 @@ def synth_eval(run_dir, # a run folder (every SAE folder below it with a `dmsae.
                cfg: DMSAEConfig, # its config (the world, the held-out split, `eval_contexts`)
                world: SynthWorld | None = None, # the world (default: `SynthWorld(cfg)`)
                n: int = 16_384, # fresh rows per SAE
+               k: int | None = None, # only the SAEs at this k (None: all)
+               methods: tuple | None = None, # only these methods (None: all)
               ) -> list:
     "SynthSAEBench's metrics of every SAE under `run_dir`, its threshold calibrated to L0 = its k first."
     world = world if world is not None else SynthWorld(cfg)
@@ -305,7 +307,45 @@ def synth_eval(run_dir, # a run folder (every SAE folder below it with a `dmsae.
     rows_c = calibration_rows(held, toks, cfg.eval_contexts or len(toks), world.bos_id)
     out = []
     for p in saes:
+        info = sae_info(p, run_dir)
+        if (k is not None and info["k"] != k) or (methods is not None and info["method"] not in methods): continue
         sae = load_sae(p)
         cal = calibrate(sae, rows_c, "k")
-        out.append(dict(**sae_info(p, run_dir), threshold=cal["threshold"], **synthbench_metrics(sae, world, n)))
+        out.append(dict(**info, threshold=cal["threshold"], **synthbench_metrics(sae, world, n)))
     return out
+
+# %% ../nbs/17_synth.ipynb #bce22066
+def synth_stage(cfg: DMSAEConfig, # the chunk's config (`dmsae.study.study_config`)
+                variant: str, # its variant
+                out: Path, # the chunk's folder
+                k: int, # the stage's k
+                methods: tuple, # the stage's methods
+                table: str = "eval_k{k}", # the stage's table (`eval_k{k}` or `eval_k{k}_control`)
+               ):
+    "The stage's SAEs against the truth: `synthbench_*` rows, and the truth table and matched ids of the core's sets."
+    from dmsae.config import resolve_path
+    from dmsae.evaluate import write_table
+    world = SynthWorld(cfg)
+    run = resolve_path(cfg.run_dir)
+    stem = table.format(k=k).replace("eval_", "")
+    rows = synth_eval(run / "transfer", cfg, world, k=k, methods=methods)
+    write_table([dict(variant=variant, **r) for r in rows], out / f"synthbench_{stem}")
+    if not (run / "transfer" / f"dmsae_k{k}_s{cfg.seed}" / "dmsae.json").exists(): return
+    sets = truth_sets(run, k, cfg.seed, cfg.score)
+    imp = true_importance(world)
+    tab, _ = truth_table(sets, world, imp)
+    write_table([dict(variant=variant, seed=cfg.seed, k=k, **r) for r in tab], out / f"truth_k{k}")
+    ids = {name: match_truth(v, world.V).tolist() for name, v in sets.items()}
+    atomic_write_json(out / f"truth_ids_k{k}.json", ids, indent=None)
+
+def study_truth_consistency(root, # the study folder
+                            variant: str, # which variant's chunks
+                            k: int, # at which k
+                           ) -> list:
+    "Per set, `truth_consistency` of the matched true features across the seeds of `variant` at `k`."
+    files = sorted(Path(root).glob(f"chunks/{variant}_s*/truth_ids_k{k}.json"))
+    ids = [json.loads(f.read_text()) for f in files]
+    if len(ids) < 2: return []
+    return [dict(variant=variant, k=k, set=name, seeds=len(ids),
+                 truth_consistency=truth_consistency([torch.tensor(i[name]) for i in ids]))
+            for name in ids[0] if all(name in i for i in ids)]
