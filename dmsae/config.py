@@ -324,11 +324,11 @@ def check_synth(cfg: DMSAEConfig):
         refuse(getattr(cfg, name) <= 0, f"{name}={getattr(cfg, name)}: must be positive")
     for name in ("synth_roots", "synth_corr_rank", "synth_seed"):
         refuse(getattr(cfg, name) < 0, f"{name}={getattr(cfg, name)}: must be >= 0 (0: {name[6:]} off)")
-    refuse(cfg.synth_zipf < 0 or cfg.synth_mag_std < 0 or cfg.synth_gain <= 0,
-           f"synth_zipf={cfg.synth_zipf}, synth_mag_std={cfg.synth_mag_std} must be >= 0 and "
-           f"synth_gain={cfg.synth_gain} > 0")
-    refuse(not 0 < cfg.synth_min_prob <= cfg.synth_max_prob <= 1,
-           f"synth_min_prob={cfg.synth_min_prob}, synth_max_prob={cfg.synth_max_prob}: need 0 < min <= max <= 1")
+    refuse(cfg.synth_zipf <= 0 or cfg.synth_mag_std < 0 or cfg.synth_gain <= 0,
+           f"synth_zipf={cfg.synth_zipf} and synth_gain={cfg.synth_gain} must be > 0, "
+           f"synth_mag_std={cfg.synth_mag_std} >= 0")
+    refuse(not 0 < cfg.synth_min_prob < cfg.synth_max_prob <= 1,
+           f"synth_min_prob={cfg.synth_min_prob}, synth_max_prob={cfg.synth_max_prob}: need 0 < min < max <= 1")
     refuse(not 0 <= cfg.synth_exclusive <= 1, f"synth_exclusive={cfg.synth_exclusive} must lie in [0, 1]")
     refuse(cfg.synth_important > min(30, cfg.synth_features),
            f"synth_important={cfg.synth_important}: at most 30 (the labels travel as the bits of an int32 token) "
