@@ -322,8 +322,9 @@ def check_synth(cfg: DMSAEConfig):
     "Refuse impossible `synth_*` settings (they only matter when `model_name` is `synthetic`)."
     for name in ("synth_d", "synth_features", "synth_branching", "synth_depth", "synth_important"):
         refuse(getattr(cfg, name) <= 0, f"{name}={getattr(cfg, name)}: must be positive")
-    for name in ("synth_roots", "synth_corr_rank", "synth_seed"):
-        refuse(getattr(cfg, name) < 0, f"{name}={getattr(cfg, name)}: must be >= 0 (0: {name[6:]} off)")
+    for name, zero in (("synth_roots", " (0: no hierarchy)"), ("synth_corr_rank", " (0: independent features)"),
+                       ("synth_seed", "")):
+        refuse(getattr(cfg, name) < 0, f"{name}={getattr(cfg, name)}: must be >= 0{zero}")
     refuse(cfg.synth_zipf <= 0 or cfg.synth_mag_std < 0 or cfg.synth_gain <= 0,
            f"synth_zipf={cfg.synth_zipf} and synth_gain={cfg.synth_gain} must be > 0, "
            f"synth_mag_std={cfg.synth_mag_std} >= 0")
