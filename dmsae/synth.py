@@ -10,13 +10,13 @@ import numpy as np, torch, torch.nn.functional as F
 from sae_lens.synthetic import (SyntheticModel, SyntheticModelConfig, ZipfianFiringProbabilityConfig, HierarchyConfig,
                                 LowRankCorrelationConfig, OrthogonalizationConfig, eval_sae_on_synthetic_data)
 from sae_lens.util import temporary_seed
-from .config import DMSAEConfig, SYNTH_MODEL, dmsae_home, config_hash, atomic_write_json, refuse
+from .config import DMSAEConfig, SYNTH_MODEL, dmsae_home, config_hash, atomic_write_json, refuse, resolve_path
 from .data import Contexts
 from .activations import CacheWriter, ActivationCache
 from .distributed import folder_lock
 from .sae import load_sae
 from .attribution import Attribution
-from .evaluate import run_saes, sae_info, calibration_rows, calibrate
+from .evaluate import run_saes, sae_info, calibration_rows, calibrate, write_table
 
 # %% auto #0
 __all__ = ['SPLIT_SEEDS', 'synth_model_config', 'world_key', 'world_dir', 'load_world_model', 'hierarchy_levels',
@@ -323,8 +323,6 @@ def synth_stage(cfg: DMSAEConfig, # the chunk's config (`dmsae.study.study_confi
                 table: str = "eval_k{k}", # the stage's table (`eval_k{k}` or `eval_k{k}_control`)
                ):
     "The stage's SAEs against the truth: `synthbench_*` rows, and the truth table and matched ids of the core's sets."
-    from dmsae.config import resolve_path
-    from dmsae.evaluate import write_table
     world = SynthWorld(cfg)
     run = resolve_path(cfg.run_dir)
     stem = table.format(k=k).replace("eval_", "")
