@@ -78,9 +78,9 @@ def readout_features(probs: torch.Tensor, # [N] firing probabilities of the true
                      m: int, # outputs of the readout
                      seed: int, # the world's seed
                     ) -> torch.Tensor:
-    "The `m` true features the readout reads: drawn with `seed` among those firing at least as often as the median."
-    pool = torch.nonzero(probs >= probs.median()).flatten()
-    refuse(len(pool) < m, f"synth_important={m}: only {len(pool)} features fire at least at the median rate")
+    "The `m` true features the readout reads: drawn with `seed` among the `4 m` most frequent ones."
+    refuse(len(probs) < m, f"synth_important={m}: the world has only {len(probs)} features")
+    pool = probs.argsort(descending=True)[:4 * m]
     g = torch.Generator().manual_seed(seed)
     return pool[torch.randperm(len(pool), generator=g)[:m]].sort().values
 
@@ -163,11 +163,13 @@ def true_importance(world: SynthWorld, n: int = 16_384, # rows to average over
 # %% ../nbs/17_synth.ipynb #d1b7e2f2
 SPLIT_SEEDS = {"train": 1, "heldout": 2} # the splits' seeds never meet
 
-def synth_cache_key(cfg: DMSAEConfig, split: str) -> dict:
+def synth_cache_key(cfg: DMSAEConfig, split: str,
+                    readout: list, # the features the readout reads (`SynthWorld.important`): the tokens' labels
+                   ) -> dict:
     "The fields that identify a synthetic cache."
     n = cfg.n_train_tokens if split == "train" else cfg.n_heldout_tokens
     return dict(world=world_key(cfg), split=split, n_tokens=n, context_size=cfg.context_size, dtype=cfg.cache_dtype,
-                shard_tokens=cfg.shard_tokens)
+                shard_tokens=cfg.shard_tokens, readout=[int(j) for j in readout])
 
 def build_synth_cache(cfg: DMSAEConfig, # `model_name="synthetic"`, its `synth_*` fields, token counts, `context_size`
                       split: str = "train", # `train` or `heldout`
@@ -176,13 +178,13 @@ def build_synth_cache(cfg: DMSAEConfig, # `model_name="synthetic"`, its `synth_*
                      ) -> ActivationCache:
     "The activation cache of one split of the world (built once, resumed shard by shard), with its `tokens.npz`."
     refuse(split not in SPLIT_SEEDS, f"split={split!r}: use 'train' or 'heldout'")
-    key = synth_cache_key(cfg, split)
+    world = world if isinstance(world, SynthWorld) else SynthWorld(cfg)
+    key = synth_cache_key(cfg, split, world.important)
     root = world_dir(cfg) / f"{split}-{config_hash(key)}"
     root.mkdir(parents=True, exist_ok=True)
     with folder_lock(root / ".lock"):
         man = root / "manifest.json"
         if man.exists() and json.loads(man.read_text()).get("complete"): return ActivationCache(root)
-        world = world if isinstance(world, SynthWorld) else SynthWorld(cfg)
         T = cfg.context_size
         n_ctx = max(1, (cfg.n_train_tokens if split == "train" else cfg.n_heldout_tokens) // T)
         cps = max(1, cfg.shard_tokens // T)
