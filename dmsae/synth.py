@@ -74,7 +74,7 @@ def hierarchy_levels(model: SyntheticModel) -> torch.Tensor:
     return lv
 
 # %% ../nbs/17_synth.ipynb #6b603cc1
-def readout_features(probs: torch.Tensor, # [N] firing probabilities of the true features
+def readout_features(probs: torch.Tensor, # [N] firing rates of the true features
                      m: int, # outputs of the readout
                      seed: int, # the world's seed
                     ) -> torch.Tensor:
@@ -98,8 +98,10 @@ class SynthWorld:
         self.V = fd.feature_vectors.detach().float()          # [N, d] true features (unit vectors)
         self.b = fd.bias.detach().float()                     # [d]
         self.d_model = self.V.shape[1]
-        self.important = readout_features(self.model.activation_generator.firing_probabilities.float(),
-                                          cfg.synth_important, cfg.synth_seed)
+        # marginal firing rates, measured: a child's configured probability is conditional on its parent
+        with temporary_seed(cfg.synth_seed + 7), torch.no_grad(): _, a = self.model.sample_with_features(8192)
+        self.rates = (a.to_dense() if a.is_sparse else a).gt(0).float().mean(0)                # [N]
+        self.important = readout_features(self.rates, cfg.synth_important, cfg.synth_seed)
         self.w = 1.0 / torch.arange(1, len(self.important) + 1, dtype=torch.float32)   # weights 1, 1/2, 1/3, ...
         self.R = self.V[self.important]                      # [m, d] readout directions
         self.beta = float(cfg.synth_gain)
