@@ -475,6 +475,9 @@ def build_activation_cache(cfg: DMSAEConfig, # model, hook, corpus, token counts
                            progress: bool = True, # show a tqdm bar
                           ) -> ActivationCache:
     "Build (or resume, or just open) the activation cache of one split; builders of the same cache take turns."
+    if cfg.model_name == "synthetic":     # a synthetic world samples its caches (nbs/17_synth)
+        from dmsae.synth import build_synth_cache
+        return build_synth_cache(cfg, split, lm, progress)
     root = cache_dir(cfg, split)
     root.mkdir(parents=True, exist_ok=True)
     with folder_lock(root / ".lock"):   # another process waits here, then finds the cache

@@ -13,7 +13,7 @@ from safetensors.torch import save_file, load_file
 from .model import LM
 from .config import atomic_write, atomic_write_json
 from .distributed import rank_world, split_range, all_reduce, all_gather_cat, broadcast_object
-from .heldout import score_mask, heldout_batches, spliced_loss
+from .heldout import score_mask, heldout_batches, spliced_loss, downstream_loss
 
 # %% auto #0
 __all__ = ['NONFINITE_CAUSES', 'candidate_latents', 'splice_and_score', 'Attribution', 'AttributionSums',
@@ -42,7 +42,7 @@ def splice_and_score(lm: LM, # the language model
     tokens = tokens.to(lm.device)
     mask = score_mask(tokens, lm.bos_id, x, norm_threshold)
     f = candidate_latents(sae, x, n_cand)
-    loss = spliced_loss(lm, x, tokens, mask, sae.cfg.hook_layer, sae.b_dec + f @ sae.W_dec[:n_cand])
+    loss = downstream_loss(lm, x, tokens, mask, sae.cfg.hook_layer, sae.b_dec + f @ sae.W_dec[:n_cand])
     g, = torch.autograd.grad(loss, f)
     a = (f * g).detach() * mask[..., None]
     return a, loss.detach(), mask[:, :-1].sum()
@@ -205,7 +205,7 @@ def clean_loss(lm: LM, # the language model
     thr, tot, n = cache.meta.get("norm_threshold"), 0.0, 0
     for x, tk, m in heldout_batches(tokens, cache, batch_contexts=batch_contexts, contexts=split_range(len(tokens)),
                                     bos_id=lm.bos_id, norm_threshold=thr):
-        with torch.no_grad(): tot += float(spliced_loss(lm, x, tk, m, layer))
+        with torch.no_grad(): tot += float(downstream_loss(lm, x, tk, m, layer))
         n += int(m[:, :-1].sum())
     if world > 1:
         tot, n = [float(v) for v in all_reduce(torch.tensor([tot, n], dtype=torch.float64))]

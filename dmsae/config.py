@@ -10,14 +10,14 @@ from pathlib import Path
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['DEFAULT_MODEL', 'BOOKKEEPING', 'DISTILL_ONLY', 'LATE_FIELDS', 'CORE_ONLY', 'CORE_BUDGETS', 'CORE_ACTS',
-           'KINDS', 'ITEM_TYPES', 'PLURALS', 'SPEED_DTYPES', 'DEVICE_RE', 'SAEBENCH_EVALS', 'MINIATURE',
-           'PROFILES', 'OLD_SMALL', 'D_MODEL', 'PAPER_REGIME', 'dmsae_home', 'project_root', 'resolve_path',
-           'DMSAEConfig', 'refuse', 'check_choice', 'check_k', 'check_group_fractions', 'field_kinds',
-           'is_kind', 'type_words', 'check_type', 'check_types', 'check_field_names', 'check_list',
-           'native_bf16', 'resolve_dtype', 'get_config', 'regime', 'RegimeWarning', 'regime_warnings',
-           'atomic_write', 'read_checked', 'atomic_write_text', 'atomic_write_json', 'copy_files',
-           'sha256_file', 'save_config', 'load_config', 'config_hash']
+__all__ = ['DEFAULT_MODEL', 'BOOKKEEPING', 'DISTILL_ONLY', 'LATE_FIELDS', 'CORE_ONLY', 'SYNTH_MODEL', 'CORE_BUDGETS',
+           'CORE_ACTS', 'KINDS', 'ITEM_TYPES', 'PLURALS', 'SPEED_DTYPES', 'DEVICE_RE', 'SAEBENCH_EVALS',
+           'MINIATURE', 'PROFILES', 'OLD_SMALL', 'D_MODEL', 'PAPER_REGIME', 'dmsae_home', 'project_root',
+           'resolve_path', 'DMSAEConfig', 'refuse', 'check_choice', 'check_k', 'check_group_fractions',
+           'field_kinds', 'is_kind', 'type_words', 'check_type', 'check_types', 'check_field_names',
+           'check_list', 'native_bf16', 'resolve_dtype', 'check_synth', 'get_config', 'regime',
+           'RegimeWarning', 'regime_warnings', 'atomic_write', 'read_checked', 'atomic_write_text',
+           'atomic_write_json', 'copy_files', 'sha256_file', 'save_config', 'load_config', 'config_hash']
 
 # %% ../nbs/01_config.ipynb #f62cd018
 def dmsae_home() -> Path:
@@ -143,6 +143,21 @@ class DMSAEConfig:
     dash_sample: int = 16
     dash_top: int = 10
     dash_contexts: int | None = None
+    # --- synthetic world (nbs/17_synth), used when `model_name="synthetic"`: SAELens' SynthSAEBench generator
+    synth_d: int = 64 # activation width d of the world
+    synth_features: int = 2048 # true features, unit vectors in d dimensions (superposition: synth_features / synth_d)
+    synth_zipf: float = 0.5 # Zipf exponent of the features' firing probabilities
+    synth_max_prob: float = 0.2 # firing probability of the most frequent feature
+    synth_min_prob: float = 0.001 # firing probability of the rarest feature
+    synth_roots: int = 0 # hierarchy: trees of parent features (0: no hierarchy)
+    synth_branching: int = 4 # children per parent
+    synth_depth: int = 2 # levels of children below a root
+    synth_exclusive: float = 0.5 # fraction of parents whose children are mutually exclusive
+    synth_corr_rank: int = 0 # rank of the low-rank correlation between features (0: independent)
+    synth_mag_std: float = 0.0 # standard deviation of a firing feature's magnitude (mean 1)
+    synth_important: int = 16 # true features the downstream loss reads (its outputs, at most 30), weights 1/rank
+    synth_gain: float = 4.0 # readout gain beta: output logit = beta (v . (x - b) - 1/2)
+    synth_seed: int = 0 # seed of the world (features, hierarchy, readout); `seed` varies the SAEs only
     run_dir: str = "runs/tiny" # where runs, figures data and tables go
 
     @property
@@ -169,6 +184,10 @@ class DMSAEConfig:
         drop |= {k for k, v in LATE_FIELDS.items() if getattr(self, k) == v}
         vals = self.to_dict() if core else {**self.to_dict(), **CORE_ONLY}
         return {k: v for k, v in vals.items() if k not in drop}
+
+SYNTH_MODEL = "synthetic" # the `model_name` of a synthetic world (nbs/17_synth)
+# the synthetic world's fields came after runs were recorded: at their defaults they stay out of every identity
+LATE_FIELDS.update({f.name: f.default for f in fields(DMSAEConfig) if f.name.startswith("synth_")})
 
 # %% ../nbs/01_config.ipynb #e2065ea2
 def refuse(bad: bool, # the impossible condition
@@ -298,6 +317,25 @@ def resolve_dtype(value: str, # a speed dtype: `float32`, `float16`, `bfloat16` 
     if value != "auto": return value
     return "bfloat16" if native_bf16(device) else "float32"
 
+# %% ../nbs/01_config.ipynb #df4c6126
+def check_synth(cfg: DMSAEConfig):
+    "Refuse impossible `synth_*` settings (they only matter when `model_name` is `synthetic`)."
+    for name in ("synth_d", "synth_features", "synth_branching", "synth_depth", "synth_important"):
+        refuse(getattr(cfg, name) <= 0, f"{name}={getattr(cfg, name)}: must be positive")
+    for name, zero in (("synth_roots", " (0: no hierarchy)"), ("synth_corr_rank", " (0: independent features)"),
+                       ("synth_seed", "")):
+        refuse(getattr(cfg, name) < 0, f"{name}={getattr(cfg, name)}: must be >= 0{zero}")
+    refuse(cfg.synth_zipf <= 0 or cfg.synth_mag_std < 0 or cfg.synth_gain <= 0,
+           f"synth_zipf={cfg.synth_zipf} and synth_gain={cfg.synth_gain} must be > 0, "
+           f"synth_mag_std={cfg.synth_mag_std} >= 0")
+    refuse(not 0 < cfg.synth_min_prob < cfg.synth_max_prob <= 1,
+           f"synth_min_prob={cfg.synth_min_prob}, synth_max_prob={cfg.synth_max_prob}: need 0 < min < max <= 1")
+    refuse(not 0 <= cfg.synth_exclusive <= 1, f"synth_exclusive={cfg.synth_exclusive} must lie in [0, 1]")
+    refuse(cfg.synth_important > min(30, cfg.synth_features),
+           f"synth_important={cfg.synth_important}: at most 30 (the labels travel as the bits of an int32 token) "
+           f"and at most synth_features={cfg.synth_features}")
+
+
 # %% ../nbs/01_config.ipynb #f3b8bd2e
 DEVICE_RE = r"(cpu|cuda|mps|xpu)(:\d+)?" # the `device` values `validate` allows
 # the SAEBench evals `dmsae.saebench` (offline) and `dmsae.probing` (hub) know
@@ -379,6 +417,7 @@ def validate(self: DMSAEConfig) -> DMSAEConfig:
         refuse(self.dash_sample < 0, f"dash_sample={self.dash_sample}: must be >= 0 (0: pages for the core only)")
         refuse(self.dash_contexts is not None and self.dash_contexts <= 0,
                f"dash_contexts={self.dash_contexts}: must be positive (or None: all held-out contexts)")
+        check_synth(self)
     except ValueError as e: raise ValueError(f"DMSAEConfig: {e}") from None
     for name in SPEED_DTYPES: setattr(self, name, resolve_dtype(getattr(self, name), self.device))
     return self
@@ -416,6 +455,17 @@ PROFILES = {
                   seeds=(0, 1, 2), saebench_evals=("core", "absorption", "scr", "tpp", "sparse_probing", "ravel",
                                                    "autointerp", "unlearning"),
                   run_dir="runs/paper"),
+    # the synthetic world (nbs/17_synth) in the paper's ratios: d=64, width 1,824 = 28.5 d, k=9 = 0.141 d, first group
+    # 57 = 6.3 k, a core of at most 6 = 0.67 k, dead after 2% and warm-up over 1% of a training's tokens; 2,048 true
+    # features (32 d), Zipf exponent 0.5, 32 trees of depth 2 and branching 4 (672 features), a true L0 of ~10;
+    # 3,000 steps of 1,024 rows (~2.9 passes over a 1M-row cache) reach the plateau (nbs/paper/07_synth)
+    "synth": dict(profile="synth", model_name="synthetic", dataset="synthetic", synth_d=64, synth_features=2048,
+                  synth_zipf=0.5, synth_max_prob=0.2, synth_min_prob=0.001, synth_roots=32, synth_branching=4,
+                  synth_depth=2, synth_exclusive=0.5, synth_mag_std=0.2, synth_important=16, context_size=64,
+                  n_train_tokens=1_048_576, n_heldout_tokens=16_384, shard_tokens=131_072, cache_dtype="float32",
+                  d_sae=1824, k=9, batch_size=1024, train_steps=3000, lr=0.004, warmup_steps=30,
+                  dead_tokens=61_440, n_cycles=2, core_max=6, attribution_batch_contexts=16,
+                  transfer_ks=(5, 9, 18), seeds=(0, 1, 2), eval_contexts=128, run_dir="runs/synth"),
 }
 
 # %% ../nbs/01_config.ipynb #4bd65c44
@@ -431,7 +481,7 @@ def _coerce(name, value):
     if isinstance(default, tuple) and isinstance(value, list): return tuple(value)
     return value
 
-def get_config(profile: str = "tiny", # `tiny`, `small`, `study` or `paper`
+def get_config(profile: str = "tiny", # `tiny`, `small`, `study`, `paper` or `synth`
                **overrides) -> DMSAEConfig:
     "The profile's config with `overrides` applied and validated."
     refuse(not isinstance(profile, str) or profile not in PROFILES,
@@ -461,7 +511,7 @@ def regime(cfg: DMSAEConfig, # the run config
            p: float = 0.5, # fraction of tokens a ReLU core latent fires on
           ) -> dict:
     "The dimensionless ratios of one training under `cfg` (None where `d_in` or `n_core` is unknown)."
-    d = d_in or D_MODEL.get(cfg.model_name)
+    d = d_in or (cfg.synth_d if cfg.model_name == SYNTH_MODEL else D_MODEL.get(cfg.model_name))
     c = n_core or 0
     n_free = cfg.d_sae - c
     first = int(cfg.group_fractions[0] * n_free) if cfg.group_fractions else n_free

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from .config import DMSAEConfig, get_config, atomic_write, atomic_write_json, atomic_write_text
 from .model import LM
 from .activations import build_activation_cache, heldout_data
-from .heldout import score_mask, heldout_batches, spliced_loss
+from .heldout import score_mask, heldout_batches, spliced_loss, downstream_loss
 from .attribution import NONFINITE_CAUSES
 from .sae import load_sae
 
@@ -148,10 +148,10 @@ class ReferenceRuns:
             self.hits += 1
             self.memo.move_to_end(key)
             return self.memo[key]
-        loss, lg = spliced_loss(lm, x, tokens, mask, layer, logits=True)
+        loss, lg = downstream_loss(lm, x, tokens, mask, layer, logits=True)
         zeros = torch.zeros_like(x)
-        if ablate_all: a_loss, a_lg = spliced_loss(lm, zeros, tokens, mask, layer, logits=True)
-        else: a_loss, a_lg = spliced_loss(lm, x, tokens, mask, layer, zeros, logits=True)
+        if ablate_all: a_loss, a_lg = downstream_loss(lm, zeros, tokens, mask, layer, logits=True)
+        else: a_loss, a_lg = downstream_loss(lm, x, tokens, mask, layer, zeros, logits=True)
         out = (loss.item(), lg, a_loss.item(), float(kl_div(lg, a_lg)[mask.to(a_lg.device)].sum()))
         self.memo[key] = out
         size = lambda: sum(v[1].numel() * v[1].element_size() for v in self.memo.values())
@@ -189,7 +189,7 @@ class SpliceStats:
         self.ce["ablated"] += ablated
         self.kl["ablated"] += ablated_kl
         for j, xh in enumerate(level_reconstructions(sae, f.reshape(-1, f.shape[-1]), widths)):
-            spliced = spliced_loss(lm, x, tokens, mask, layer, xh.view_as(x), logits=True)
+            spliced = downstream_loss(lm, x, tokens, mask, layer, xh.view_as(x), logits=True)
             self._add(f"spliced{j}", lg_clean, mask, *spliced)
             del spliced
         self.n_pred += int(mask[:, :-1].sum())

@@ -10,7 +10,8 @@ from tqdm.auto import tqdm
 from .model import LM, per_token_loss
 
 # %% auto #0
-__all__ = ['score_mask', 'context_slices', 'cached_residuals', 'hook_residuals', 'heldout_batches', 'spliced_loss']
+__all__ = ['score_mask', 'context_slices', 'cached_residuals', 'hook_residuals', 'heldout_batches', 'spliced_loss',
+           'downstream_loss']
 
 # %% ../nbs/06_heldout.ipynb #e4855797
 def score_mask(tokens: torch.Tensor, # [B, T]
@@ -90,3 +91,17 @@ def spliced_loss(lm: LM, # the language model (only the blocks above `layer` run
     lg = lm.run_from_hook(resid.to(lm.device, lm.dtype), layer, tokens)
     loss = (per_token_loss(lg, tokens) * mask[:, :-1].to(lg.device)).sum()
     return (loss, lg) if logits else loss
+
+# %% ../nbs/06_heldout.ipynb #66c916c0
+def downstream_loss(model, # an `LM`, or any object with its own `downstream_loss` (e.g. `dmsae.synth.SynthWorld`)
+                    x: torch.Tensor, # [B, T, d] activations at the hook
+                    tokens: torch.Tensor, # [B, T] token ids (a synthetic world: each row's targets)
+                    mask: torch.Tensor, # [B, T] positions to replace and score
+                    layer: int, # hook layer
+                    x_hat: torch.Tensor | None = None, # [B, T, d] replacement at masked positions (None: clean)
+                    logits: bool = False, # also return the outputs (logits)
+                   ):
+    "The loss above the hook over the scored predictions, `x_hat` spliced in: the model's own, else `spliced_loss`."
+    own = getattr(model, "downstream_loss", None)
+    if own is not None: return own(x, tokens, mask, layer, x_hat, logits)
+    return spliced_loss(model, x, tokens, mask, layer, x_hat, logits)

@@ -257,5 +257,8 @@ def load_lm(name: str = DEFAULT_MODEL, # `embedded:SmolLM2-135M-Instruct`, a loc
 def lm_for(cfg, # a `DMSAEConfig`: `model_name`, `device`, `model_dtype`
            lm: LM | None = None, # an already loaded model, returned as it is
           ) -> LM:
-    "`lm`, or the model of `cfg` loaded on its device in its dtype."
+    "`lm`, or the model of `cfg` loaded on its device in its dtype (a `dmsae.synth.SynthWorld` for `synthetic`)."
+    if lm is None and cfg.model_name == "synthetic":
+        from dmsae.synth import SynthWorld
+        return SynthWorld(cfg)
     return lm if lm is not None else load_lm(cfg.model_name, cfg.device, cfg.model_dtype)

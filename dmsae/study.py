@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch
 from safetensors.torch import save_file, load_file
 from .config import DMSAEConfig, get_config, resolve_path, atomic_write, atomic_write_json, regime
+from .config import SYNTH_MODEL
 from .data import build_embedded_corpus
 from .model import lm_for
 from .activations import build_activation_cache, heldout_data
@@ -39,6 +40,10 @@ VARIANTS = { # name -> (config overrides, what it changes)
     # the capped ReLU core fires on ~90% of the tokens (its 50 latents fired on ~31% in cycle 0, where BatchTopK gated
     # them): the same cap with the core inside BatchTopK asks whether a sparse core does better than a dense one
     "core_n50_topk": (dict(core_max=50, core_act="batchtopk"), "core_n50 with the core competing in BatchTopK"),
+    # the `synth` profile caps its core at 0.67 k already: there `paper` and `core_topk` are the capped readings
+    # (core_n50, core_n50_topk above) and these two are the tau rule alone (paper, core_topk above)
+    "uncapped": (dict(core_max=None), "the tau rule alone, for a profile that caps the core (synth)"),
+    "uncapped_topk": (dict(core_max=None, core_act="batchtopk"), "uncapped, the core competing in BatchTopK"),
 }
 
 def study_config(profile: str, # a profile of `dmsae.config.PROFILES` (`study`, `tiny`, ...)
@@ -127,6 +132,9 @@ def _k_stage(cfg: DMSAEConfig, variant: str, out: Path, lm, k: int, progress: bo
                         progress=progress)
     keep = [dict(variant=variant, **r) for r in rows if r["k"] == k and r["method"] in methods]
     write_table(keep, out / table.format(k=k))
+    if cfg.model_name == SYNTH_MODEL:      # a synthetic world: the same SAEs against the truth (nbs/17_synth)
+        from dmsae.synth import synth_stage
+        synth_stage(cfg, variant, out, k, methods, table)
 
 # %% ../nbs/15_study.ipynb #94710a74
 def run_chunk(cfg: DMSAEConfig, # the chunk's config (`study_config`)

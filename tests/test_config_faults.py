@@ -106,6 +106,14 @@ BAD_VALUES = {
     "probe_train": below(0), "probe_test": below(0), "probe_docs": below(0), "run_dir": blank,
     "dash_core": below(0), "dash_sample": below(-1), "dash_top": below(0), "dash_contexts": below(0),
     "core_max": st.one_of(below(0), st.integers(min_value=TINY["d_sae"] + 1)),
+    # the synthetic world (nbs/17_synth); `tiny` has synth_min_prob=0.001 and synth_max_prob=0.2
+    "synth_d": below(0), "synth_features": below(0), "synth_branching": below(0), "synth_depth": below(0),
+    "synth_important": st.one_of(below(0), st.integers(min_value=31)), "synth_roots": below(-1),
+    "synth_corr_rank": below(-1), "synth_seed": below(-1), "synth_zipf": finite(max_value=0),
+    "synth_mag_std": finite(max_value=0, exclude_max=True), "synth_gain": finite(max_value=0),
+    "synth_min_prob": finite(max_value=0) | finite(min_value=0.2), "synth_max_prob": finite(max_value=0.001)
+    | finite(min_value=1, exclude_min=True), "synth_exclusive": finite(max_value=0, exclude_max=True)
+    | finite(min_value=1, exclude_min=True),
 }
 
 def test_saebench_evals_are_those_the_project_runs():
@@ -161,6 +169,11 @@ GOOD_VALUES = {
     "probe_train": pos(10**4), "probe_test": pos(10**4), "probe_docs": pos(10**4), "run_dir": text,
     "dash_core": pos(10**4), "dash_sample": st.integers(0, 10**4), "dash_top": pos(100),
     "dash_contexts": st.none() | pos(), "core_max": st.none() | st.integers(1, TINY["d_sae"]),
+    "synth_d": pos(4096), "synth_features": st.integers(30, 10**5), "synth_branching": pos(64), "synth_depth": pos(8),
+    "synth_important": pos(30), "synth_roots": st.integers(0, 10**4), "synth_corr_rank": st.integers(0, 512),
+    "synth_seed": st.integers(0, 2**31), "synth_zipf": st.floats(0.01, 5), "synth_mag_std": st.floats(0, 5),
+    "synth_gain": st.floats(0.01, 100), "synth_min_prob": st.floats(1e-6, 0.19), "synth_max_prob": st.floats(0.01, 1),
+    "synth_exclusive": unit(),
 }
 
 def test_every_field_has_valid_values():
