@@ -12,7 +12,7 @@ export PYTHONUNBUFFERED = 1
 # idle OpenMP threads must not spin: with 2 cores and parallel notebooks, spinning made SAE steps ~6x slower
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install setup reproduce study check-corpus test test-slow bench export readme docs
+.PHONY: install setup reproduce study synth check-corpus test test-slow bench export readme docs
 
 install:            ## create .venv and install everything (idempotent)
 	@bash tools/install.sh
@@ -32,6 +32,10 @@ reproduce: setup    ## run the paper notebooks with papermill on profile $(PROFI
 STAGES ?=
 study: setup        ## run missing study stages (STAGES=n: at most n), then redraw figures/study
 	@$(PY) tools/reproduce.py --profile study --force $(if $(STAGES),--set max_stages=$(STAGES))
+
+# the synthetic study (nbs/paper/07_synth.ipynb, params/synth.yaml): the same driver on a world with known features
+synth: setup        ## run missing stages of the synthetic study (STAGES=n: at most n), then redraw figures/synth
+	@$(PY) tools/reproduce.py --profile synth --force $(if $(STAGES),--set max_stages=$(STAGES))
 
 check-corpus: setup ## the built corpus against its pins, and against the corpus of profile $(PROFILE)'s committed figures
 	@$(PY) tools/pin_corpus.py
