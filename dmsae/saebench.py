@@ -16,10 +16,11 @@ from .activations import build_activation_cache
 from .evaluate import run_saes, sae_info, write_table
 
 # %% auto #0
-__all__ = ['OFFLINE_EVALS', 'SAEBENCH_COLS', 'tl_name_of', 'official_tl_sizes', 'infer_tl_name', 'tl_config',
-           'load_hooked_transformer', 'local_tl_model', 'TokenStore', 'load_lens_sae', 'core_eval_config',
-           'result_file', 'result_metrics', 'lens_sae_id', 'core_output', 'run_core', 'SharedPasses',
-           'run_meta_structure', 'check_offline', 'saebench_run', 'first_letter_check', 'run_absorption']
+__all__ = ['OFFLINE_EVALS', 'SAEBENCH_COLS', 'SAEBENCH_LEFT_OUT', 'tl_name_of', 'official_tl_sizes', 'infer_tl_name',
+           'tl_config', 'load_hooked_transformer', 'local_tl_model', 'TokenStore', 'load_lens_sae',
+           'core_eval_config', 'result_file', 'result_metrics', 'lens_sae_id', 'core_output', 'run_core',
+           'SharedPasses', 'run_meta_structure', 'check_offline', 'saebench_run', 'first_letter_check',
+           'run_absorption']
 
 # %% ../nbs/13_saebench.ipynb #35b8b354
 def tl_name_of(path, # a local Hugging Face folder
@@ -427,6 +428,10 @@ SAEBENCH_COLS = ["path", "method", "k", "seed", "core/sparsity/l0", "core/model_
                  "core/model_behavior_preservation/kl_div_score", "core/reconstruction_quality/cossim",
                  "core/misc_metrics/frac_alive", "meta_structure/meta_structure/decoder_fraction_variance_explained"]
 
+# SAEBench's explained variances: a wrong formula (above 1 on large residuals) and a per-token variant; never tabled
+SAEBENCH_LEFT_OUT = ("core/reconstruction_quality/explained_variance",
+                     "core/reconstruction_quality/explained_variance_legacy")
+
 def _flat(d: dict, prefix: str = "") -> dict:
     out = {}
     for k, v in d.items():
@@ -473,7 +478,7 @@ def saebench_run(run_dir, # run directory; every SAE folder (with `dmsae.json`) 
                 m = run_core(p, model, toks, od, sae_id=sid, n_contexts=n_contexts,
                              batch_size_prompts=batch_size_prompts, dataset=f"local:{held.root.name}", force=force)
             else: m = run_meta_structure(p, od, sae_id=sid, force=force)
-            row.update({f"{e}/{k}": v for k, v in _flat(m).items()})
+            row.update({f"{e}/{k}": v for k, v in _flat(m).items() if f"{e}/{k}" not in SAEBENCH_LEFT_OUT})
         rows.append(row)
     write_table(rows, run_dir / out / "saebench", SAEBENCH_COLS)
     return rows
