@@ -102,7 +102,8 @@ def test_a_new_model_from_the_shell(home, tmp_path):
     residual overflows float16, from a fresh DMSAE_HOME: `dmsae cache` stops at once with the one correction, leaving
     no cache folder; with it every stage runs."""
     import subprocess, sys
-    folder = make_model(tmp_path / "g3", "gemma3", bos_norm=3e5, tie_word_embeddings=False)   # (BOS logits stay sane)
+    # BOS is not the padding token (whose embedding is zero), and the unembedding is its own (BOS logits stay sane)
+    folder = make_model(tmp_path / "g3", "gemma3", bos_norm=3e5, tie_word_embeddings=False, pad_token_id=None)
     sets = [a for k, v in {**RUN, "model_name": folder, "tl_model_name": "google/gemma-3-270m",
                            "run_dir": str(tmp_path / "run")}.items() for a in ("--set", f"{k}={json.dumps(v)}")]
     env = {**os.environ, "DMSAE_HOME": str(home)}
