@@ -79,20 +79,22 @@ def infer_tl_name(path, # a local Hugging Face folder that TransformerLens canno
     sizes = official_tl_sizes()
     same = sorted((n for n, s in sizes.items() if s == mine), key=lambda n: (len(n), n))
     if len({_config_key(n) for n in same}) == 1: return same[0]
-    fam = sorted((n for n, s in sizes.items() if _family(s[0]) == _family(arch)), key=lambda n: sizes[n][1:3])
-    head = (f"TransformerLens cannot build {arch} from the local folder {path}"
-            f"{f' ({reason})' if reason else ''} without an official model of its architecture; ")
+    order = lambda n: (sizes[n][0] != arch, sizes[n][1:3], n.endswith("-it"), len(n), n)   # its architecture first
+    fam_all = sorted((n for n, s in sizes.items() if _family(s[0]) == _family(arch)), key=order)
+    fam = sorted({_config_key(n): n for n in reversed(fam_all)}.values(), key=order)   # one name per config
+    head = (f"TransformerLens cannot build {arch} from the local folder {path}{f' ({reason})' if reason else ''} "
+            "without the name of an official model of the same architecture; ")
     if same:
         raise ValueError(head + f"{', '.join(same)} all have its sizes ({_size_text(mine)}); set tl_model_name to "
                          f"one of them (e.g. --set tl_model_name={same[0]})")
     if not fam:
-        raise ValueError(head + f"TransformerLens has no official {_family(arch)} model (SAEBench and the probing "
-                         "evals need TransformerLens; the other stages run without it)")
+        raise ValueError(head + f"TransformerLens holds the config of no official {_family(arch)} model offline "
+                         "(SAEBench and the probing evals need TransformerLens; the other stages run without it)")
     listed = "; ".join(f"{n} ({_size_text(sizes[n])})" for n in fam[:6])
-    raise ValueError(head + f"none of its official {_family(arch)} models has this folder's sizes "
-                     f"({_size_text(mine)}); set tl_model_name to the official {_family(arch)} model it was made "
-                     f"from, or to any of them for a model of that family of other sizes (every size is read from "
-                     f"the folder), e.g. --set tl_model_name={fam[0]}. Official {_family(arch)} models: {listed}")
+    raise ValueError(head + f"no official {_family(arch)} model has this folder's sizes ({_size_text(mine)}); set "
+                     f"tl_model_name to the one it was made from, or to any of them for a {_family(arch)} model of "
+                     f"other sizes (every size is read from the folder), e.g. --set tl_model_name={fam[0]}. "
+                     f"Official {_family(arch)} models: {listed}")
 
 def _config_key(name: str) -> str:
     "The TransformerLens config of an official model without its names (an instruct variant has its base's)."
