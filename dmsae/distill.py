@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file, load_file
 from .config import DMSAEConfig, resolve_path, save_config, atomic_write, atomic_write_json, read_checked
-from .config import copy_files, sha256_file
+from .config import copy_files, sha256_file, describe_diff
 from .data import Contexts
 from .activations import ActivationCache, build_activation_cache, heldout_data
 from .train import train_sae
@@ -144,7 +144,8 @@ def _open_manifest(root: Path, key: dict) -> dict:
     "The manifest of the distillation in `root`, or a new one; another config's raises."
     man = _read_manifest(root) or dict(config=key, finished=[], done=False)
     if man["config"] != key:
-        raise ValueError(f"{root} holds a distillation with another config; use another run_dir or delete {root}")
+        raise ValueError(f"{root} holds a distillation with another config ({describe_diff(man['config'], key)}); "
+                         f"use another run_dir, set those fields back, or delete {root}")
     return man
 
 def _result(root: Path, man: dict) -> DistillResult:

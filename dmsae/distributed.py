@@ -30,15 +30,24 @@ def barrier():
     if rank_world()[1] > 1: dist.barrier()
 
 # %% ../nbs/02_distributed.ipynb #70d377f6
+def _still_linked(path: Path, f) -> bool:
+    "Whether the open file `f` is the file at `path` (a holder may have removed the folder while we waited)."
+    try: return os.stat(path).st_ino == os.fstat(f.fileno()).st_ino
+    except FileNotFoundError: return False
+
 @contextmanager
 def folder_lock(path, # the lock file (created empty; opened in append mode, so taking the lock never changes it)
                ):
     "Hold an exclusive `flock` on `path` (rank 0 only) while the block runs."
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        if is_main(): fcntl.flock(f, fcntl.LOCK_EX)
-        yield
+    while True:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as f:
+            if is_main():
+                fcntl.flock(f, fcntl.LOCK_EX)
+                if not _still_linked(path, f): continue     # its holder removed the folder: lock the new file
+            yield
+            return
 
 # %% ../nbs/02_distributed.ipynb #eea0518e
 def resolve_device(device: str = "auto", # `auto`, `cpu`, `cuda`, `cuda:1`, ...

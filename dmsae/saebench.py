@@ -4,8 +4,9 @@
 
 # %% ../nbs/13_saebench.ipynb #f791f23a
 from __future__ import annotations
-import hashlib, json, os, re, warnings
+import functools, hashlib, json, os, re, warnings
 from contextlib import contextmanager
+from unittest import mock
 from pathlib import Path
 import numpy as np, torch
 from .config import atomic_write
@@ -15,10 +16,11 @@ from .activations import build_activation_cache
 from .evaluate import run_saes, sae_info, write_table
 
 # %% auto #0
-__all__ = ['OFFLINE_EVALS', 'SAEBENCH_COLS', 'tl_name_of', 'tl_config', 'load_hooked_transformer', 'local_tl_model',
-           'TokenStore', 'load_lens_sae', 'core_eval_config', 'result_file', 'result_metrics', 'lens_sae_id',
-           'core_output', 'run_core', 'SharedPasses', 'run_meta_structure', 'check_offline', 'saebench_run',
-           'first_letter_check', 'run_absorption']
+__all__ = ['OFFLINE_EVALS', 'SAEBENCH_COLS', 'SAEBENCH_LEFT_OUT', 'tl_name_of', 'official_tl_sizes', 'infer_tl_name',
+           'tl_config', 'load_hooked_transformer', 'local_tl_model', 'TokenStore', 'load_lens_sae',
+           'core_eval_config', 'result_file', 'result_metrics', 'lens_sae_id', 'core_output', 'run_core',
+           'SharedPasses', 'run_meta_structure', 'check_offline', 'saebench_run', 'first_letter_check',
+           'run_absorption']
 
 # %% ../nbs/13_saebench.ipynb #35b8b354
 def tl_name_of(path, # a local Hugging Face folder
@@ -28,6 +30,79 @@ def tl_name_of(path, # a local Hugging Face folder
     cfg_p = Path(path) / "config.json"
     name = json.loads(cfg_p.read_text()).get("_name_or_path", "") if cfg_p.exists() else ""
     return loading.make_model_alias_map().get(str(name).lower())
+
+# %% ../nbs/13_saebench.ipynb #91ae0864
+class _ArchOnly:
+    "A hub config that states only the architecture: TransformerLens' name-routed branches need nothing else."
+    def __init__(self, arch: str): self.architectures = [arch]
+    def __getattr__(self, k): raise AttributeError(k)
+
+def _registry_architectures() -> dict:
+    "Official model name -> architecture, from the model registry shipped inside TransformerLens (offline)."
+    import transformer_lens
+    p = Path(transformer_lens.__file__).parent / "tools" / "model_registry" / "data" / "supported_models.json"
+    if not p.exists(): return {}
+    return {m["model_id"]: m["architecture_id"] for m in json.loads(p.read_text())["models"]}
+
+@functools.cache
+def official_tl_sizes() -> dict:
+    "Official TL models whose config is in TL's source: name -> (architecture, layers, width, heads, vocabulary)."
+    import transformer_lens.loading_from_pretrained as loading
+    arch = _registry_architectures()
+    def hub_config(name, **kw):                  # no hub: the architecture only, where the registry knows it
+        if name not in arch: raise OSError(f"{name}: not in the offline registry")
+        return _ArchOnly(arch[name])
+    out = {}
+    with mock.patch.object(loading.AutoConfig, "from_pretrained", side_effect=hub_config):
+        for name in loading.OFFICIAL_MODEL_NAMES:
+            try: d = loading.convert_hf_model_config(name)
+            except Exception: continue           # its sizes live on the hub only
+            out[name] = (d["original_architecture"], d["n_layers"], d["d_model"], d["n_heads"], d["d_vocab"])
+    return out
+
+# %% ../nbs/13_saebench.ipynb #c3c76a9a
+def _family(arch: str) -> str:
+    "`Gemma3ForCausalLM` -> `Gemma3`."
+    return re.sub(r"(ForCausalLM|ForConditionalGeneration|LMHeadModel|Model)$", "", arch)
+
+def _size_text(s: tuple) -> str: return f"{s[1]} layers, width {s[2]}, {s[3]} heads, vocabulary {s[4]:,}"
+
+def infer_tl_name(path, # a local Hugging Face folder that TransformerLens cannot convert by itself
+                  reason: str = "", # why TransformerLens cannot (its own error), for the message
+                 ) -> str:
+    "Official TL name of the folder: its `_name_or_path`, else the one official config with its architecture and sizes."
+    from transformers import AutoConfig
+    if (name := tl_name_of(path)) is not None: return name
+    hf = AutoConfig.from_pretrained(path)
+    arch = (hf.architectures or [type(hf).__name__.replace("Config", "ForCausalLM")])[0]
+    mine = (arch, hf.num_hidden_layers, hf.hidden_size, hf.num_attention_heads, hf.vocab_size)
+    sizes = official_tl_sizes()
+    same = sorted((n for n, s in sizes.items() if s == mine), key=lambda n: (len(n), n))
+    if len({_config_key(n) for n in same}) == 1: return same[0]
+    order = lambda n: (sizes[n][0] != arch, sizes[n][1:3], n.endswith("-it"), len(n), n)   # its architecture first
+    fam_all = sorted((n for n, s in sizes.items() if _family(s[0]) == _family(arch)), key=order)
+    fam = sorted({_config_key(n): n for n in reversed(fam_all)}.values(), key=order)   # one name per config
+    head = (f"TransformerLens cannot build {arch} from the local folder {path}{f' ({reason})' if reason else ''} "
+            "without the name of an official model of the same architecture; ")
+    if same:
+        raise ValueError(head + f"{', '.join(same)} all have its sizes ({_size_text(mine)}); set tl_model_name to "
+                         f"one of them (e.g. --set tl_model_name={same[0]})")
+    if not fam:
+        raise ValueError(head + f"TransformerLens holds the config of no official {_family(arch)} model offline "
+                         "(SAEBench and the probing evals need TransformerLens; the other stages run without it)")
+    listed = "; ".join(f"{n} ({_size_text(sizes[n])})" for n in fam[:6])
+    raise ValueError(head + f"no official {_family(arch)} model has this folder's sizes ({_size_text(mine)}); set "
+                     f"tl_model_name to the one it was made from, or to any of them for a {_family(arch)} model of "
+                     f"other sizes (every size is read from the folder), e.g. --set tl_model_name={fam[0]}. "
+                     f"Official {_family(arch)} models: {listed}")
+
+def _config_key(name: str) -> str:
+    "The TransformerLens config of an official model without its names (an instruct variant has its base's)."
+    import transformer_lens.loading_from_pretrained as loading
+    arch = official_tl_sizes()[name][0]
+    with mock.patch.object(loading.AutoConfig, "from_pretrained", side_effect=lambda *a, **k: _ArchOnly(arch)):
+        d = loading.convert_hf_model_config(name)
+    return json.dumps({k: v for k, v in d.items() if "name" not in k}, sort_keys=True, default=str)
 
 # %% ../nbs/13_saebench.ipynb #b7e5eb25
 def _tl_own_config(path: Path, device: str, dtype):
@@ -47,6 +122,23 @@ _HF_TO_TL = dict(d_model="hidden_size", d_head="head_dim", n_heads="num_attentio
                  attn_scores_soft_cap="attn_logit_softcapping", output_logits_soft_cap="final_logit_softcapping")
 _DERIVED = dict(d_vocab_out=-1, rotary_dim=None, n_params=None, attn_scale=-1.0)   # recomputed from the sizes
 
+@contextmanager
+def _hub_config_is(name: str, hf):
+    "While active, TransformerLens' hub lookup of `name`'s config returns the folder's config `hf` (no network)."
+    import transformer_lens.loading_from_pretrained as loading
+    orig = loading.AutoConfig.from_pretrained
+    def from_pretrained(n, *a, **kw): return hf if n == name else orig(n, *a, **kw)
+    with mock.patch.object(loading.AutoConfig, "from_pretrained", side_effect=from_pretrained): yield
+
+def _rope_bases(hf, default: float) -> tuple:
+    "The rotary base of global attention and of local (sliding) attention (None where one base serves both)."
+    import transformer_lens.loading_from_pretrained as loading
+    rp = getattr(hf, "rope_parameters", None)
+    if isinstance(rp, dict) and "full_attention" in rp:                 # one set per attention type (Gemma-3)
+        local = rp.get("sliding_attention", {}).get("rope_theta")
+        return rp["full_attention"].get("rope_theta", default), local
+    return loading._get_rope_theta(hf, default), None
+
 def tl_config(path, # a local Hugging Face folder
               tl_name: str | None = None, # official TransformerLens name of its architecture (None: inferred)
               device: str = "cpu", dtype=torch.float32,
@@ -58,14 +150,15 @@ def tl_config(path, # a local Hugging Face folder
     path = Path(path)
     cfg = _tl_own_config(path, device, dtype)
     if isinstance(cfg, NotImplementedError):
-        hf, name = AutoConfig.from_pretrained(path), tl_name or tl_name_of(path)
-        if name is None:
-            raise ValueError(f"TransformerLens cannot build {hf.architectures} from the local folder {path} ({cfg}); "
-                             "set tl_model_name to the official TransformerLens name of the same architecture (e.g. "
-                             "--set tl_model_name=google/gemma-2-2b for a Gemma-2 model)")
-        d = loading.get_pretrained_model_config(name, device=device, dtype=dtype, fold_ln=False).to_dict()
+        hf, name = AutoConfig.from_pretrained(path), tl_name or infer_tl_name(path, str(cfg))
+        with _hub_config_is(name, hf):                                   # never the hub: the folder's config stands in
+            d = loading.get_pretrained_model_config(name, device=device, dtype=dtype, fold_ln=False).to_dict()
+        mha = d.get("n_key_value_heads") is None                        # its converter knows no grouped K/V (OLMo-2)
         d.update({tl: getattr(hf, k) for tl, k in _HF_TO_TL.items() if getattr(hf, k, None) is not None}, **_DERIVED)
-        d["rotary_base"] = loading._get_rope_theta(hf, d.get("rotary_base", 10000.0))
+        d["rotary_base"], local = _rope_bases(hf, d.get("rotary_base", 10000.0))
+        if local is not None and d.get("rotary_base_local") is not None: d["rotary_base_local"] = local
+        if mha and d.get("n_key_value_heads") == d["n_heads"]: d["n_key_value_heads"] = None
+        if getattr(hf, "head_dim", None) is None: d["d_head"] = d["d_model"] // d["n_heads"]   # no head_dim: d / heads
         if getattr(hf, "query_pre_attn_scalar", None): d["attn_scale"] = float(hf.query_pre_attn_scalar) ** 0.5
         if getattr(hf, "layer_types", None):
             d["attn_types"] = ["local" if t == "sliding_attention" else "global" for t in hf.layer_types]
@@ -337,6 +430,10 @@ SAEBENCH_COLS = ["path", "method", "k", "seed", "core/sparsity/l0", "core/model_
                  "core/model_behavior_preservation/kl_div_score", "core/reconstruction_quality/cossim",
                  "core/misc_metrics/frac_alive", "meta_structure/meta_structure/decoder_fraction_variance_explained"]
 
+# SAEBench's explained variances: a wrong formula (above 1 on large residuals) and a per-token variant; never tabled
+SAEBENCH_LEFT_OUT = ("core/reconstruction_quality/explained_variance",
+                     "core/reconstruction_quality/explained_variance_legacy")
+
 def _flat(d: dict, prefix: str = "") -> dict:
     out = {}
     for k, v in d.items():
@@ -383,7 +480,7 @@ def saebench_run(run_dir, # run directory; every SAE folder (with `dmsae.json`) 
                 m = run_core(p, model, toks, od, sae_id=sid, n_contexts=n_contexts,
                              batch_size_prompts=batch_size_prompts, dataset=f"local:{held.root.name}", force=force)
             else: m = run_meta_structure(p, od, sae_id=sid, force=force)
-            row.update({f"{e}/{k}": v for k, v in _flat(m).items()})
+            row.update({f"{e}/{k}": v for k, v in _flat(m).items() if f"{e}/{k}" not in SAEBENCH_LEFT_OUT})
         rows.append(row)
     write_table(rows, run_dir / out / "saebench", SAEBENCH_COLS)
     return rows

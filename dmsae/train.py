@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 from torch.profiler import record_function
 from .config import DMSAEConfig, get_config, refuse, atomic_write, copy_files, read_checked, regime_warnings
-from .config import SPEED_DTYPES, native_bf16
+from .config import SPEED_DTYPES, native_bf16, describe_diff
 from .sae import SAE, save_sae, load_sae, check_core
 from .distributed import rank_world, is_main, barrier, all_reduce, folder_lock
 
@@ -400,8 +400,8 @@ def _open(cfg: DMSAEConfig, source, out_dir: Path, n_steps: int, core, core_ids,
     ckpt_path = out_dir / CKPT_NAME
     if resume and ckpt_path.exists():
         ck = load_checkpoint(ckpt_path)
-        refuse(ck["run_key"] != kw["run_key"], f"{ckpt_path} belongs to a different run (config, n_steps, core, "
-                                               "d_in or SAE options differ); use another out_dir or resume=False")
+        refuse(ck["run_key"] != kw["run_key"], f"{ckpt_path} belongs to a different run "
+               f"({describe_diff(ck['run_key'], kw['run_key'])}); use another out_dir or resume=False")
         state = _resume(ck, cfg, source, n_steps, **kw)
     else: state = _start(cfg, source, core, sae_kwargs, n_steps, core_ids=core_ids, **kw)
     rank, world = rank_world()

@@ -55,6 +55,8 @@ def kill_when(p: subprocess.Popen, ready, timeout: float = 300, poll: float = 0.
 # small random causal LMs (no download) with SmolLM2's tokenizer, for tests of mechanics and of other families
 SMALL = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
              max_position_embeddings=128)
+ROPE_BY_TYPE = dict(sliding_attention=dict(rope_type="default", rope_theta=2e4),
+                    full_attention=dict(rope_type="default", rope_theta=5e5))
 FAMILIES = {  # family -> (transformers config class, its fields, TransformerLens name when needed)
     "llama": ("LlamaConfig", SMALL, None),
     "qwen2": ("Qwen2Config", SMALL, None),
@@ -64,24 +66,35 @@ FAMILIES = {  # family -> (transformers config class, its fields, TransformerLen
     "gpt2": ("GPT2Config", dict(n_embd=32, n_layer=4, n_head=4, n_positions=128, n_ctx=128), None),  # as GPT-2's own
     "gpt_neox": ("GPTNeoXConfig", dict(hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
                                        max_position_embeddings=128), None),
+    # qk-norm, sliding and global layers, a rotary base per attention type (both unlike the official model's)
+    "gemma3": ("Gemma3TextConfig", dict(SMALL, head_dim=8, sliding_window=16, query_pre_attn_scalar=8,
+                                        layer_types=["sliding_attention", "full_attention"] * 2,
+                                        rope_parameters=ROPE_BY_TYPE),
+               "google/gemma-3-270m"),
+    "mistral": ("MistralConfig", dict(SMALL, sliding_window=16), None),             # sliding window on every layer
+    "phi3": ("Phi3Config", SMALL, None),                                            # fused QKV and gate-up matrices
+    # qk-norm over all heads, norms after attention and MLP; multi-head K/V as in the released OLMo-2 models
+    "olmo2": ("Olmo2Config", dict(SMALL, num_key_value_heads=4), "allenai/OLMo-2-0425-1B"),
 }
 
-def make_model(folder, family: str, seed: int = 0, bos_norm: float | None = None) -> str:
-    "Save a small random model of `family` with SmolLM2's tokenizer in `folder`; `bos_norm` rescales BOS's embedding."
+def make_model(folder, family: str, seed: int = 0, bos_norm: float | None = None, norm: float | None = None,
+               **fields) -> str:
+    """Save a small random model of `family` with SmolLM2's tokenizer in `folder`; `norm` rescales every token's
+    embedding to that norm (large residuals), then `bos_norm` BOS's; `fields` change its config."""
     import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from dmsae.config import DEFAULT_MODEL
     from dmsae.model import resolve_model
     tok = AutoTokenizer.from_pretrained(resolve_model(DEFAULT_MODEL))
-    cls, fields, _ = FAMILIES[family]
+    cls, family_fields, _ = FAMILIES[family]
     cfg = getattr(transformers, cls)(vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                                     **fields)
+                                     **{**family_fields, **fields})
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(cfg).float().eval()
-    if bos_norm is not None:
-        with torch.no_grad():
-            e = model.get_input_embeddings().weight
-            e[tok.bos_token_id] *= bos_norm / e[tok.bos_token_id].norm()
+    with torch.no_grad():
+        e = model.get_input_embeddings().weight
+        if norm is not None: e *= norm / e.norm(dim=-1, keepdim=True)
+        if bos_norm is not None: e[tok.bos_token_id] *= bos_norm / e[tok.bos_token_id].norm()
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
     return str(folder)

@@ -1,6 +1,7 @@
-"""Any causal LM by configuration alone: small random models of six families (no download) through caching, one
+"""Any causal LM by configuration alone: small random models of ten families (no download) through caching, one
 distillation cycle, transfer, evaluation and SAEBench's `core` eval through the TransformerLens bridge; a model whose
-BOS activations overflow float16; the whole pipeline of one of them from the shell."""
+BOS activations overflow float16 (refused before anything is written) and whose residual norms break SAEBench's
+explained variance (kept out of our tables); the README's shell commands on a Gemma-3 whose BOS overflows float16."""
 import json, math, os
 import pytest, torch
 from conftest import FAMILIES, ROOT, make_model
@@ -49,18 +50,31 @@ def test_family_runs_the_whole_pipeline(family, home, tmp_path):
 
 
 def test_float16_overflow_is_refused_at_caching_and_bfloat16_runs(home, tmp_path):
-    "A model whose BOS residual exceeds float16's range: one clear error at caching, a working run in bfloat16."
+    """A model whose BOS residual exceeds float16's range: one clear error before any cache file, a working run in
+    bfloat16. Its residual norms (1,000, above d = 32) also make SAEBench's `explained_variance` exceed 1: it must not
+    reach a table of ours."""
     from dmsae.activations import build_activation_cache
     from dmsae.config import get_config
     from dmsae.model import load_lm
-    cfg = get_config("tiny", model_name=make_model(tmp_path / "big", "llama", bos_norm=3e5), **RUN)
+    cfg = get_config("tiny", model_name=make_model(tmp_path / "big", "llama", bos_norm=3e5, norm=1e3), **RUN)
     lm = load_lm(cfg.model_name)
     with torch.no_grad(): bos_row = lm.run_to_hook(torch.tensor([[lm.bos_id, 5, 6]]), cfg.hook_layer)[0, 0]
     assert bos_row.abs().max() > 65504                                   # beyond float16, finite in float32
-    with pytest.raises(ValueError, match="cache_dtype='bfloat16'"):
-        build_activation_cache(cfg, "heldout", lm, progress=False)       # the held-out cache keeps BOS rows
-    _, rows, sb = pipeline(cfg.replace(cache_dtype="bfloat16"), tmp_path / "run")
+    for split in ("train", "heldout"):                                   # the train cache drops BOS: probed anyway
+        with pytest.raises(ValueError, match="cache_dtype='bfloat16'") as e:
+            build_activation_cache(cfg, split, lm, progress=False)
+        assert "--set cache_dtype=bfloat16" in str(e.value) and "probe batch" in str(e.value), e.value
+    assert not (home / "activations").exists() or not any((home / "activations").iterdir())   # nothing written
+    run = tmp_path / "run"
+    _, rows, sb = pipeline(cfg.replace(cache_dtype="bfloat16"), run)
     assert all(math.isfinite(r["ce_recovered"]) and math.isfinite(r["fvu"]) for r in rows), rows
+    # SAEBench's own result files hold its explained variance, above 1 here; our tables hold no explained variance
+    raw = [json.loads(p.read_text()) for p in (run / "transfer" / "saebench" / "core").glob("*.json")]
+    evs = [r["eval_result_metrics"]["reconstruction_quality"]["explained_variance"] for r in raw]
+    assert len(evs) == 2 and all(ev > 1 for ev in evs), evs            # the premise: its formula fails on this model
+    assert all(0 < 1 - r["fvu"] < 1 for r in rows), rows                # ours (1 - FVU) is a fraction
+    tables = [(run / "transfer" / "saebench" / f"saebench.{x}").read_text() for x in ("csv", "md")]
+    assert not any("explained_variance" in k for r in sb for k in r) and all("explained_var" not in t for t in tables)
 
 
 def test_the_small_profile_speed_settings_run_the_pipeline(home, tmp_path):
@@ -84,17 +98,24 @@ def test_the_small_profile_speed_settings_run_the_pipeline(home, tmp_path):
 
 
 def test_a_new_model_from_the_shell(home, tmp_path):
-    "cache -> distill -> transfer -> evaluate (with SAEBench core) with `dmsae` commands alone, on a local Gemma-2."
+    """The README's commands (cache -> distill -> transfer -> evaluate with SAEBench core) on a local Gemma-3 whose BOS
+    residual overflows float16, from a fresh DMSAE_HOME: `dmsae cache` stops at once with the one correction, leaving
+    no cache folder; with it every stage runs."""
     import subprocess, sys
-    folder = make_model(tmp_path / "g2", "gemma2")
-    sets = [a for k, v in {**RUN, "model_name": folder, "tl_model_name": "google/gemma-2-2b",
+    # BOS is not the padding token (whose embedding is zero), and the unembedding is its own (BOS logits stay sane)
+    folder = make_model(tmp_path / "g3", "gemma3", bos_norm=3e5, tie_word_embeddings=False, pad_token_id=None)
+    sets = [a for k, v in {**RUN, "model_name": folder, "tl_model_name": "google/gemma-3-270m",
                            "run_dir": str(tmp_path / "run")}.items() for a in ("--set", f"{k}={json.dumps(v)}")]
     env = {**os.environ, "DMSAE_HOME": str(home)}
-    def dmsae(*args):
+    def dmsae(*args, fails=False):
         r = subprocess.run([sys.executable, "-m", "dmsae.cli", *args, *sets], cwd=ROOT, env=env, capture_output=True,
                            text=True)
-        assert r.returncode == 0, r.stderr[-3000:]
-        return r.stdout
+        assert (r.returncode == 2) if fails else (r.returncode == 0), r.stderr[-3000:]
+        return r.stderr if fails else r.stdout
+    err = dmsae("cache", fails=True)
+    assert "--set cache_dtype=bfloat16" in err and "probe batch" in err, err
+    assert not (home / "activations").exists() or not any((home / "activations").iterdir())   # no cache folder
+    sets += ["--set", "cache_dtype=bfloat16"]                                                  # the one correction
     dmsae("cache")
     dmsae("distill")
     dmsae("transfer", "--methods", "dmsae", "matryoshka")

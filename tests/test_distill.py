@@ -39,9 +39,11 @@ def test_distill_refuses_a_run_dir_with_another_config(home, tmp_path, tiny_mode
     assert r.returncode == 0, r.stderr
     r = run_py(RUN.replace("k=8,", "k=4,"), tmp_path / "r", small)
     assert r.returncode != 0 and "another config" in r.stderr
+    assert "(k: 8 -> 4)" in r.stderr, r.stderr[-2000:]                 # the message names the field and both values
     # the cache dtype changes the activations, so it is part of the run's identity too (issue: fix, then rerun)
     r = run_py(RUN, tmp_path / "r", json.dumps(dict(json.loads(small), cache_dtype="bfloat16")))
     assert r.returncode != 0 and "another config" in r.stderr
+    assert "(cache_dtype: 'float16' -> 'bfloat16')" in r.stderr, r.stderr[-2000:]
 
 SMALLEST = ["n_train_tokens=4096", "n_heldout_tokens=512", "d_sae=128", "k=8", "batch_size=512", "n_cycles=1",
             "transfer_ks=[8]"]
