@@ -3,7 +3,7 @@
 memory of a paper-width SAE step.
 
     python tools/gpu_check.py OUT_DIR                    # on a CUDA machine (about 3-5 minutes on one H100)
-    python tools/gpu_check.py OUT_DIR --device cpu --tiny  # the same checks at toy sizes on the CPU (seconds; make test)
+    python tools/gpu_check.py OUT_DIR --device cpu --tiny  # the same checks at toy sizes (seconds; make test)
 
 It needs only torch, transformers (with tokenizers and safetensors), numpy, tqdm and PyYAML, the packages of a stock GPU
 machine, plus this working tree: nothing is downloaded (the model is random, the corpus synthetic, the tokenizer built
@@ -212,7 +212,8 @@ def check_attribution(dev, assets):
     n = max(1, len(s0) // 10)
     top = len(set(s0.topk(n).indices.tolist()) & set(s1.topk(n).indices.tolist())) / n
     ok = rel <= TOL["attr_f32_rel"] and top >= TOL["attr_f32_top_overlap"]
-    return ok, dict(n_latents=len(s0), rel=rel, top10pct_overlap=top), f"scores rel diff {rel:.1e}, top-10% overlap {top:.2f}"
+    detail = f"scores rel diff {rel:.1e}, top-10% overlap {top:.2f}"
+    return ok, dict(n_latents=len(s0), rel=rel, top10pct_overlap=top), detail
 
 
 # ------------------------------------------------------------------------------------------------ 3. pipeline
@@ -272,7 +273,8 @@ def check_distributed(dev):
         nccl = ".".join(map(str, torch.cuda.nccl.version())) if backend == "nccl" else None
     finally:
         dist.destroy_process_group()
-    return ok, dict(backend=backend, nccl=nccl), f"{backend}{' ' + nccl if nccl else ''}: all_reduce, broadcast, all_gather_object"
+    detail = f"{backend}{' ' + nccl if nccl else ''}: all_reduce, broadcast, all_gather_object"
+    return ok, dict(backend=backend, nccl=nccl), detail
 
 
 # ------------------------------------------------------------------------------------------------ 5. paper-width step
@@ -375,7 +377,8 @@ def main(argv=None):
                 ok, info, detail = fn()
                 status = "pass" if ok else "FAIL"
             except Exception as e:  # one failing check does not hide the others
-                ok, info, detail, status = False, dict(error=traceback.format_exc()), f"{type(e).__name__}: {e}", "ERROR"
+                ok, info, status = False, dict(error=traceback.format_exc()), "ERROR"
+                detail = f"{type(e).__name__}: {e}"
             results.append(dict(check=name, title=title, status=status, seconds=round(time.perf_counter() - t0, 2),
                                 detail=detail, info=info))
             print(f"[{status}] {title} ({results[-1]['seconds']:.1f}s): {detail}", flush=True)
