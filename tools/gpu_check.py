@@ -108,6 +108,8 @@ def check_step(dev, tiny):
     from dmsae.config import DMSAEConfig
     from dmsae.train import init_sae, train_step
     d, F, k, B = (64, 1024, 16, 512) if tiny else (576, 16384, 64, 4096)
+    if dev.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = False  # float32 means float32 (TF32 would be a third precision)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(B, d, generator=g) @ (torch.randn(d, d, generator=g) / d ** 0.5) + torch.randn(d, generator=g)
     cfg = DMSAEConfig(d_sae=F, k=k, batch_size=B, seed=0, warmup_steps=0, device="cpu").validate()
