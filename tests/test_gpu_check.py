@@ -23,6 +23,6 @@ def test_gpu_check_passes_on_cpu_tiny(tmp_path):
                                                                      "speed"]
     assert all(c["status"] == "pass" for c in doc["checks"])
     md = (tmp_path / "out" / "gpu_check.md").read_text()
-    assert md.startswith("Measured ") and "| train_step: device vs CPU" in md
+    assert md.startswith("Measured ") and "| train_step: device vs CPU" in md and "| attribution: device" in md
     step = next(c for c in doc["checks"] if c["check"] == "step")["info"]
     assert step["f32"]["loss_rel"] == 0 and step["bf16"]["jaccard"] < 1   # CPU vs CPU f32 is exact; bf16 is not
