@@ -269,7 +269,10 @@ def check_distributed(dev):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    kw = dict(device_id=torch.device(dev)) if dev.startswith("cuda") else {}
+    kw = {}
+    if dev.startswith("cuda"):
+        kw["device_id"] = torch.device("cuda", torch.device(dev).index or 0)  # NCCL wants an indexed device
+        torch.cuda.set_device(kw["device_id"])
     dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1, **kw)
     try:
         x = torch.arange(4, dtype=torch.float32, device=dev)
@@ -280,7 +283,8 @@ def check_distributed(dev):
         dist.all_gather_object(objs, dict(rank=0))
         sync(dev)
         ok = x.tolist() == [0.0, 1.0, 2.0, 3.0] and y.tolist() == x.tolist() and objs == [dict(rank=0)]
-        nccl = ".".join(map(str, torch.cuda.nccl.version())) if backend == "nccl" else None
+        v = torch.cuda.nccl.version() if backend == "nccl" else None
+        nccl = None if v is None else ".".join(map(str, v)) if isinstance(v, tuple) else str(v)
     finally:
         dist.destroy_process_group()
     detail = f"{backend}{' ' + nccl if nccl else ''}: all_reduce, broadcast, all_gather_object"
