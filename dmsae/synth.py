@@ -19,11 +19,12 @@ from .attribution import Attribution
 from .evaluate import run_saes, sae_info, calibration_rows, calibrate, write_table
 
 # %% auto #0
-__all__ = ['SPLIT_SEEDS', 'synth_model_config', 'world_key', 'world_dir', 'load_world_model', 'hierarchy_levels',
-           'readout_features', 'SynthWorld', 'labels_to_tokens', 'tokens_to_labels', 'readout_logits',
-           'row_loss', 'sample_rows', 'true_importance', 'synth_cache_key', 'build_synth_cache',
-           'match_truth', 'importance_recovery', 'truth_consistency', 'level_counts', 'synthbench_metrics',
-           'truth_sets', 'truth_table', 'synth_eval', 'synth_stage', 'study_truth_consistency']
+__all__ = ['SPLIT_SEEDS', 'SYNTH_MD_COLS', 'synth_model_config', 'world_key', 'world_dir', 'load_world_model',
+           'hierarchy_levels', 'readout_features', 'SynthWorld', 'labels_to_tokens', 'tokens_to_labels',
+           'readout_logits', 'row_loss', 'sample_rows', 'true_importance', 'synth_cache_key',
+           'build_synth_cache', 'match_truth', 'importance_recovery', 'truth_consistency', 'level_counts',
+           'synthbench_metrics', 'truth_sets', 'truth_table', 'synth_eval', 'synth_stage',
+           'study_truth_consistency']
 
 # %% ../nbs/17_synth.ipynb #225f0e3b
 def synth_model_config(cfg: DMSAEConfig, # the `synth_*` fields
@@ -319,6 +320,9 @@ def synth_eval(run_dir, # a run folder (every SAE folder below it with a `dmsae.
     return out
 
 # %% ../nbs/17_synth.ipynb #bce22066
+SYNTH_MD_COLS = ["method", "k", "seed", "mcc", "uniqueness", "precision", "recall", "f1", "dead_latents", "shrinkage",
+                 "explained_variance", "sae_l0", "true_l0"] # the Markdown columns of `synthbench_*` (the CSV has all)
+
 def synth_stage(cfg: DMSAEConfig, # the chunk's config (`dmsae.study.study_config`)
                 variant: str, # its variant
                 out: Path, # the chunk's folder
@@ -331,12 +335,13 @@ def synth_stage(cfg: DMSAEConfig, # the chunk's config (`dmsae.study.study_confi
     run = resolve_path(cfg.run_dir)
     stem = table.format(k=k).replace("eval_", "")
     rows = synth_eval(run / "transfer", cfg, world, k=k, methods=methods)
-    write_table([dict(variant=variant, **r) for r in rows], out / f"synthbench_{stem}")
+    write_table([dict(variant=variant, **r) for r in rows], out / f"synthbench_{stem}", md_cols=SYNTH_MD_COLS)
     if not (run / "transfer" / f"dmsae_k{k}_s{cfg.seed}" / "dmsae.json").exists(): return
     sets = truth_sets(run, k, cfg.seed, cfg.score)
     imp = true_importance(world)
     tab, _ = truth_table(sets, world, imp)
-    write_table([dict(variant=variant, seed=cfg.seed, k=k, **r) for r in tab], out / f"truth_k{k}")
+    truth = [dict(variant=variant, seed=cfg.seed, k=k, **r) for r in tab]
+    write_table(truth, out / f"truth_k{k}", md_cols=list(truth[0]) if truth else None)
     ids = {name: match_truth(v, world.V).tolist() for name, v in sets.items()}
     atomic_write_json(out / f"truth_ids_k{k}.json", ids, indent=None)
 
