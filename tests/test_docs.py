@@ -84,7 +84,6 @@ def check_page(drv, path: Path, html: Path, ids: dict) -> list[str]:
 
 
 def test_site_in_a_browser(site):
-    from selenium.webdriver.common.by import By
     html, lacking = site
     pages = sorted(p for p in html.rglob("*.html") if p.relative_to(html).parts[0] not in ("latents", "_modules"))
     names = {p.relative_to(html).as_posix() for p in pages}
@@ -100,11 +99,13 @@ def test_site_in_a_browser(site):
         problems = [b for p in pages for b in check_page(drv, p, html, ids)]
         assert not problems, "\n".join(problems)
         drv.get((html / "nbs" / "00_method.html").as_uri())
-        assert drv.execute_script("return document.querySelectorAll('mjx-container').length") > 0
+        assert wait(drv, "document.querySelectorAll('mjx-container').length"), "the method chapter has no typeset formula"
         # a chapter whose executed copy is current shows its outputs
         if "nbs/09_attribution.ipynb" not in lacking:
             drv.get((html / "nbs" / "09_attribution.html").as_uri())
-            assert drv.find_elements(By.CSS_SELECTOR, ".cell_output"), "the attribution chapter shows no outputs"
+            wait(drv, "document.readyState === 'complete'")   # a loaded machine can return before the DOM is read
+            shown = wait(drv, "document.querySelectorAll('.cell_output').length")
+            assert shown, "the attribution chapter shows no outputs"
         drv.get((html / "search.html").as_uri() + "?q=attribution")
         found = wait(drv, "[...document.querySelectorAll('#search-results a')].map(a => a.href)"
                           ".filter(h => h.includes('nbs/09_attribution.html')).length")
