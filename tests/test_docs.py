@@ -99,7 +99,8 @@ def test_site_in_a_browser(site):
         problems = [b for p in pages for b in check_page(drv, p, html, ids)]
         assert not problems, "\n".join(problems)
         drv.get((html / "nbs" / "00_method.html").as_uri())
-        assert wait(drv, "document.querySelectorAll('mjx-container').length"), "the method chapter has no typeset formula"
+        typeset = wait(drv, "document.querySelectorAll('mjx-container').length")
+        assert typeset, "the method chapter has no typeset formula"
         # a chapter whose executed copy is current shows its outputs
         if "nbs/09_attribution.ipynb" not in lacking:
             drv.get((html / "nbs" / "09_attribution.html").as_uri())
