@@ -8,7 +8,7 @@ import itertools, json, shutil, time
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from safetensors.torch import save_file, load_file
-from .config import DMSAEConfig, get_config, resolve_path, atomic_write, atomic_write_json, regime
+from .config import DMSAEConfig, get_config, resolve_path, atomic_write, atomic_write_json, regime, describe_diff
 from .config import SYNTH_MODEL
 from .data import build_embedded_corpus
 from .model import lm_for
@@ -79,8 +79,14 @@ def missing_stages(cfg: DMSAEConfig, # the chunk's config (`study_config`)
                    variant: str, # its variant name
                    root, # the study folder
                   ) -> list[str]:
-    "The chunk's stages that its `stages.json` does not record yet, in run order."
-    rec_p = Path(root) / "chunks" / f"{variant}_s{cfg.seed}" / "stages.json"
+    "The chunk's stages that its `stages.json` does not record yet, in run order; a chunk of another config refused."
+    out = Path(root) / "chunks" / f"{variant}_s{cfg.seed}"
+    if (out / "config.json").exists():   # written by `run_chunk` before the chunk's first stage
+        was, now = json.loads((out / "config.json").read_text()), cfg.identity("transfer")
+        if was != now:
+            raise ValueError(f"{out} holds a chunk of another config ({describe_diff(was, now)}); its recorded "
+                             "stages would be mixed with new ones: use another study folder, or delete the chunk")
+    rec_p = out / "stages.json"
     rec = json.loads(rec_p.read_text()) if rec_p.exists() else {}
     return [s for s in chunk_stages(cfg) if s not in rec]
 
@@ -150,6 +156,8 @@ def run_chunk(cfg: DMSAEConfig, # the chunk's config (`study_config`)
     if not todo and (out / "done.json").exists(): return json.loads((out / "done.json").read_text())
     rec_p = out / "stages.json"
     rec = json.loads(rec_p.read_text()) if rec_p.exists() else {}
+    if todo and not (out / "config.json").exists():   # what `missing_stages` checks a later run against
+        atomic_write_json(out / "config.json", cfg.identity("transfer"), indent=1)
     for s in todo[:max_stages]:
         lm = lm_for(cfg, lm)
         t0 = time.time()
