@@ -36,6 +36,7 @@ setup(
     url=cfg['git_url'],
     packages=find_packages(),
     include_package_data=True,
+    package_data={'dmsae': ['assets/tiny-lm/*']},   # the tiny trained model of the `tiny` profile
     install_requires=requirements,
     extras_require={'dev': dev_requirements},
     python_requires='>=' + cfg['min_python'],

@@ -49,17 +49,23 @@ def cmd_corpus(a):
     for k, v in man["skipped"].items(): print(f"{k:12s} SKIPPED: {v}")
     print(f"corpus in {corpus_dir()}")
 
-def cmd_model(a):
-    "Load (and on first use convert) the config's model."
+def _report_model(name: str):
+    "Load (and on first use convert) the model `name`; one line with its shape and load time."
     from dmsae.model import load_lm
     t0 = time.time()
-    lm = load_lm(config_from_args(a).model_name)
+    lm = load_lm(name)
     print(f"{lm.name}: {lm.n_layers} blocks, d={lm.d_model}, loaded in {time.time() - t0:.2f}s")
 
+def cmd_model(a):
+    "Load (and on first use convert) the config's model."
+    _report_model(config_from_args(a).model_name)
+
 def cmd_setup(a):
-    "Everything a fresh machine needs before the notebooks: the embedded corpus and the converted model."
+    "What a fresh machine needs before the notebooks: the corpus, the converted SmolLM2 and the config's model."
+    from dmsae.config import DEFAULT_MODEL
     cmd_corpus(a)
-    if not getattr(a, "no_model", False): cmd_model(a)
+    if getattr(a, "no_model", False): return
+    for name in dict.fromkeys([DEFAULT_MODEL, config_from_args(a).model_name]): _report_model(name)
 
 # %% ../nbs/19_cli.ipynb #9c7fda78
 def cmd_cache(a):

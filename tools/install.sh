@@ -62,7 +62,7 @@ $pip install -c "$lock" "torch==2.13.0"
 $pip install -c "$lock" "numpy<2" "pyarrow<26" "pandas<3" "datasets>=3,<4" "sae-lens>=6.28,<7" \
   transformers gguf safetensors matplotlib jupyterlab papermill ipykernel tqdm pyyaml pytest tabulate \
   "nbdev==2.4.14" "fastcore>=1.12.3,<1.13" "execnb<0.2" "fastgit<0.1.4" scikit-learn \
-  "ruff==0.17.6" "hypothesis==6.170.15" "selenium==4.50.0" \
+  "ruff==0.17.6" "hypothesis==6.170.15" "selenium==4.50.0" "pytest-xdist==3.8.0" \
   "Sphinx==9.0.4" "myst-nb==1.4.0" "myst-parser==5.2.0" "furo==2025.12.19"
 # 2b. nbdev 2.4.14 wraps a generated `__all__` at 120 characters before it prefixes `__all__ = `, so that line can reach
 #     130; wrap at 110 so every generated line stays within ruff.toml's 120 (idempotent).

@@ -15,9 +15,15 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 EXECUTED = Path(os.environ.get("DMSAE_DOCS_EXECUTED", ROOT / "_docs" / "executed"))
 
-def run(cmd):
+# Notebooks and pytest each run in two worker processes on the 2-core machines this project is sized for, so each
+# process computes on one thread: two processes of two OpenMP threads each spin-wait for a core the other holds, and a
+# 64-step tiny training then takes 20x longer (32 s against 1.7 s, measured beside one other busy process).
+ONE_THREAD = {var: "1" for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+
+def run(cmd, env: dict | None = None):
     print("$", " ".join(cmd), flush=True)
-    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         env={**os.environ, **(env or {})})
     out = []
     for line in p.stdout:
         sys.stdout.write(line)
@@ -87,15 +93,17 @@ def notebooks(flags: str, workers: str):
     cmd = [sys.executable, str(Path(__file__).resolve()), "nbdev_test",   # nbdev_test, saving outputs for make docs
            "--n_workers", workers, "--timing", "--do_print"]
     if flags: cmd += ["--flags", flags]
-    rc, out = run(cmd)
+    rc, out = run(cmd, ONE_THREAD if int(workers) > 1 else None)
     failed = re.findall(r"^\t(\S+\.ipynb)\s*$", out, flags=re.M) if rc else []
     if rc and not failed: failed = ["<nbdev_test crashed>"]
     return len(nbs) - len(failed), failed
 
-def pytests(slow: bool = False):
-    "Run pytest on tests/ (with the `slow` tests too if `slow`); (passed, failed, skipped)."
+def pytests(slow: bool = False, workers: str = "2"):
+    "Run pytest on tests/ in `workers` processes (with the `slow` tests too if `slow`); (passed, failed, skipped)."
     if slow: os.environ["DMSAE_SLOW"] = "1"   # tests/conftest.py skips tests marked slow unless it is set
-    rc, out = run([str(BIN / "pytest"), "-q", "-p", "no:cacheprovider", "--durations=15", "tests"])
+    par = ["-n", workers] if int(workers) > 1 else []     # pytest-xdist
+    rc, out = run([str(BIN / "pytest"), "-q", "-p", "no:cacheprovider", "--durations=15", *par, "tests"],
+                  ONE_THREAD if int(workers) > 1 else None)
     last = out.strip().splitlines()[-1] if out.strip() else ""
     def count(k): return sum(int(x) for x in re.findall(rf"(\d+) {k}", last))
     passed, failed, skipped = count("passed"), count("failed") + count("error"), count("skipped")
@@ -110,7 +118,7 @@ def main():
     t0 = time.time()
     lint_fail = lint()
     nb_pass, failed_nb = notebooks(a.flags, a.workers)
-    py_pass, py_fail, py_skip = pytests(slow="slow" in a.flags.split())
+    py_pass, py_fail, py_skip = pytests(slow="slow" in a.flags.split(), workers=a.workers)
     print(f"\nlint: {'failed' if lint_fail else 'passed'}; "
           f"notebooks: {nb_pass} passed, {len(failed_nb)} failed {failed_nb or ''}; "
           f"pytest: {py_pass} passed, {py_fail} failed, {py_skip} skipped; {time.time() - t0:.0f}s")
