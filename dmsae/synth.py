@@ -21,9 +21,9 @@ from .evaluate import run_saes, sae_info, calibration_rows, calibrate, write_tab
 # %% auto #0
 __all__ = ['SPLIT_SEEDS', 'SYNTH_MD_COLS', 'synth_model_config', 'world_key', 'world_dir', 'load_world_model',
            'hierarchy_levels', 'readout_features', 'SynthWorld', 'labels_to_tokens', 'tokens_to_labels',
-           'readout_logits', 'row_loss', 'sample_rows', 'true_importance', 'synth_cache_key',
-           'build_synth_cache', 'match_truth', 'importance_recovery', 'truth_consistency', 'level_counts',
-           'synthbench_metrics', 'truth_sets', 'truth_table', 'synth_eval', 'synth_stage',
+           'readout_logits', 'readout_labels', 'row_loss', 'sample_rows', 'true_importance',
+           'synth_cache_key', 'build_synth_cache', 'match_truth', 'importance_recovery', 'truth_consistency',
+           'level_counts', 'synthbench_metrics', 'truth_sets', 'truth_table', 'synth_eval', 'synth_stage',
            'study_truth_consistency']
 
 # %% ../nbs/17_synth.ipynb #225f0e3b
@@ -129,6 +129,13 @@ def readout_logits(world: SynthWorld, x: torch.Tensor, # [..., d] activations
     "The readout's logits z_o = beta (v_{s_o} . (x - b) - 1/2), [..., m]."
     return world.beta * ((x.float() - world.b) @ world.R.t() - 0.5)
 
+def readout_labels(world: SynthWorld, x: torch.Tensor, # [n, d] clean activations
+                   seed: int, # seed of the draw
+                  ) -> torch.Tensor:
+    "Targets y_o ~ Bernoulli(sigmoid(z_o(x))) drawn from the readout's own predictions on clean rows, [n, m] bool."
+    u = torch.rand(x.shape[0], len(world.w), generator=torch.Generator().manual_seed(int(seed)))
+    return u < torch.sigmoid(readout_logits(world, x))
+
 def row_loss(world: SynthWorld, x: torch.Tensor, # [..., d] activations
              tokens: torch.Tensor, # [...] tokens holding the labels
             ) -> torch.Tensor:
@@ -159,7 +166,7 @@ def true_importance(world: SynthWorld, n: int = 16_384, # rows to average over
                    ) -> torch.Tensor:
     "Each true feature's attribution E|a_j dl/da_j| on the readout loss, [N]."
     x, a = sample_rows(world, n, seed)
-    y = (a[:, world.important] > 0).float()
+    y = readout_labels(world, x, seed).float()
     gx = ((torch.sigmoid(readout_logits(world, x)) - y) * world.w * world.beta) @ world.R     # [n, d] dl/dx
     return (a * (gx @ world.V.t())).abs().mean(0)
 
@@ -172,7 +179,7 @@ def synth_cache_key(cfg: DMSAEConfig, split: str,
     "The fields that identify a synthetic cache."
     n = cfg.n_train_tokens if split == "train" else cfg.n_heldout_tokens
     return dict(world=world_key(cfg), split=split, n_tokens=n, context_size=cfg.context_size, dtype=cfg.cache_dtype,
-                shard_tokens=cfg.shard_tokens, readout=[int(j) for j in readout])
+                shard_tokens=cfg.shard_tokens, readout=[int(j) for j in readout], labels="readout-bernoulli")
 
 def build_synth_cache(cfg: DMSAEConfig, # `model_name="synthetic"`, its `synth_*` fields, token counts, `context_size`
                       split: str = "train", # `train` or `heldout`
@@ -198,8 +205,9 @@ def build_synth_cache(cfg: DMSAEConfig, # `model_name="synthetic"`, its `synth_*
         tokens = np.zeros((n_ctx, T), dtype=np.int32)
         for s in range(-(-n_ctx // cps)):
             c0, c1 = s * cps, min(n_ctx, (s + 1) * cps)
-            x, a = sample_rows(world, (c1 - c0) * T, cfg.synth_seed * 100_000 + SPLIT_SEEDS[split] * 10_000 + s)
-            tokens[c0:c1] = labels_to_tokens(a[:, world.important] > 0).view(c1 - c0, T).numpy()
+            seed = cfg.synth_seed * 100_000 + SPLIT_SEEDS[split] * 10_000 + s
+            x, _ = sample_rows(world, (c1 - c0) * T, seed)
+            tokens[c0:c1] = labels_to_tokens(readout_labels(world, x, seed)).view(c1 - c0, T).numpy()
             if s not in w.done: w.write_shard(s, x)
         Contexts(tokens, np.full(n_ctx, "synthetic"), np.arange(n_ctx).astype(str)).save(root / "tokens.npz")
         return w.finish()
