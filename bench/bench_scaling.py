@@ -18,15 +18,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ENV_DEFAULTS
 for _k, _v in ENV_DEFAULTS.items(): os.environ.setdefault(_k, _v)
 import argparse, json, math, subprocess, tempfile, time
-from common import reset_peak, rss, shared_home, table, write_result
+from common import reset_peak, rss, shared_home, smollm2_tiny, table, write_result
 
 def child_train(spec):
     "One training point: whole-call time, steady step time and peak memory."
-    from dmsae.config import get_config
     from dmsae.activations import build_activation_cache
     from dmsae.train import train_sae
-    cfg = get_config("tiny", d_sae=spec["F"], k=spec["k"], batch_size=spec["B"], checkpoint_every=10**9)
-    src = build_activation_cache(get_config("tiny"), "train", progress=False)
+    cfg = smollm2_tiny(d_sae=spec["F"], k=spec["k"], batch_size=spec["B"], checkpoint_every=10**9)
+    src = build_activation_cache(smollm2_tiny(), "train", progress=False)
     next(iter(src.batches(spec["B"], seed=0)))                       # touch the loader once before the baseline
     with tempfile.TemporaryDirectory() as out:
         base = rss("VmRSS")
@@ -41,19 +40,17 @@ def child_train(spec):
 
 def child_prep(spec):
     "Build the distillation's caches and compute the clean loss once, before any timed point."
-    from dmsae.config import get_config
     from dmsae.distill import _data
     from dmsae.attribution import clean_loss
-    cfg = get_config("tiny", **spec["cfg"])
+    cfg = smollm2_tiny(**spec["cfg"])
     lm, train, held, htok = _data(cfg)
     return dict(loss=clean_loss(lm, held, htok, cfg.hook_layer, cfg.attribution_batch_contexts))
 
 def child_distill(spec):
     "One distillation point: time, peak memory, the cycles' own timers and core sizes."
-    from dmsae.config import get_config
     from dmsae.model import load_lm
     from dmsae.distill import distill
-    cfg = get_config("tiny", **spec["cfg"])
+    cfg = smollm2_tiny(**spec["cfg"])
     lm = load_lm(cfg.model_name)
     with tempfile.TemporaryDirectory() as out:
         base = rss("VmRSS")

@@ -48,10 +48,10 @@ def load_data(synthetic: bool, seed: int = 0):
         x = torch.randn(65_536, 576, generator=torch.Generator().manual_seed(seed))
         src = "synthetic N(0, I) rows"
     else:
-        from dmsae.config import get_config
         from dmsae.activations import build_activation_cache
+        from common import smollm2_tiny
 
-        c = build_activation_cache(get_config("tiny"), "train", progress=False)
+        c = build_activation_cache(smollm2_tiny(), "train", progress=False)
         x = c.rows_range(0, c.n_rows).float()
         c.close()
         src = f"tiny activation cache ({c.n_rows:,} rows x {c.d_in}, {c.dtype}, BOS/sink rows dropped)"

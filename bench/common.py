@@ -11,6 +11,11 @@ def machine() -> str:
     "CPU (and its vector units), cores, torch threads, RAM, GPU and versions, in one line (tools/machine.py)."
     return describe()
 
+def smollm2_tiny(**overrides):
+    "The `tiny` profile on the embedded SmolLM2 (its residual after block 14, d=576): the benchmarks' activations."
+    from dmsae.config import DEFAULT_MODEL, get_config
+    return get_config("tiny", model_name=DEFAULT_MODEL, hook_layer=14, **overrides)
+
 def rss(key: str) -> float:
     "A memory figure of this process from /proc/self/status (`VmRSS`, `VmHWM`), in MB."
     return int(next(l for l in open("/proc/self/status") if l.startswith(key)).split()[1]) / 1024
