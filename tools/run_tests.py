@@ -18,7 +18,10 @@ EXECUTED = Path(os.environ.get("DMSAE_DOCS_EXECUTED", ROOT / "_docs" / "executed
 # Notebooks and pytest each run in two worker processes on the 2-core machines this project is sized for, so each
 # process computes on one thread: two processes of two OpenMP threads each spin-wait for a core the other holds, and a
 # 64-step tiny training then takes 20x longer (32 s against 1.7 s, measured beside one other busy process).
-ONE_THREAD = {var: "1" for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+def worker_env(workers: str) -> dict | None:
+    "One compute thread per process where `workers` processes share the cores, else None (the environment as it is)."
+    if int(workers) < 2: return None
+    return {var: "1" for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
 
 def run(cmd, env: dict | None = None):
     print("$", " ".join(cmd), flush=True)
@@ -93,7 +96,7 @@ def notebooks(flags: str, workers: str):
     cmd = [sys.executable, str(Path(__file__).resolve()), "nbdev_test",   # nbdev_test, saving outputs for make docs
            "--n_workers", workers, "--timing", "--do_print"]
     if flags: cmd += ["--flags", flags]
-    rc, out = run(cmd, ONE_THREAD if int(workers) > 1 else None)
+    rc, out = run(cmd, worker_env(workers))
     failed = re.findall(r"^\t(\S+\.ipynb)\s*$", out, flags=re.M) if rc else []
     if rc and not failed: failed = ["<nbdev_test crashed>"]
     return len(nbs) - len(failed), failed
@@ -103,7 +106,7 @@ def pytests(slow: bool = False, workers: str = "2"):
     if slow: os.environ["DMSAE_SLOW"] = "1"   # tests/conftest.py skips tests marked slow unless it is set
     par = ["-n", workers] if int(workers) > 1 else []     # pytest-xdist
     rc, out = run([str(BIN / "pytest"), "-q", "-p", "no:cacheprovider", "--durations=15", *par, "tests"],
-                  ONE_THREAD if int(workers) > 1 else None)
+                  worker_env(workers))
     last = out.strip().splitlines()[-1] if out.strip() else ""
     def count(k): return sum(int(x) for x in re.findall(rf"(\d+) {k}", last))
     passed, failed, skipped = count("passed"), count("failed") + count("error"), count("skipped")
