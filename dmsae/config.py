@@ -463,16 +463,21 @@ PROFILES = {
     # the synthetic world (nbs/17_synth) in the paper's ratios: d=64, width 1,824 = 28.5 d, k=9 = 0.141 d, first group
     # 57 = 6.3 k, a core of at most 6 = 0.67 k, dead after 2% and warm-up over 1% of a training's tokens; 2,048 true
     # features (32 d), Zipf exponent 0.5, 32 trees of depth 2 and branching 4 (672 features), a true L0 of ~10;
-    # 4,000 steps of 1,024 rows (~3.9 passes over a 1M-row cache) at lr 0.001 reach the plateau (nbs/paper/07_synth);
-    # at lr 0.004 most latents die, at 0.001 few die within a training's dead window.
+    # 5,000 steps of 1,024 rows (~4.9 passes over a 1M-row cache) at lr 0.0005 reach the plateau (nbs/paper/07_synth).
+    # In d=64 a BatchTopK SAE whose k exceeds the true L0 drifts to a code of ~200 latents and the rest die (plain
+    # BatchTopK too: 91% dead at k=18, 81% at k=14, 38% at k=11 after 4,000 steps at lr 0.001); the drift grows with
+    # lr x steps, so lr 0.0005 keeps k=9 and k=11 alive (1% and 7% dead within the dead window); in a d=128 world
+    # (4,096 features, true L0 ~15) k=18 = 0.14 d keeps every latent alive.
+    # A ReLU core fires on nearly every row (L0 ~6 at k=9) and counts inside k, so the non-core latents share k - 6
+    # per row: at k=7 70% of them die, at k=5 all; the transfer ks are 9 and 11.
     # The transfer's SAEs two at a time, one thread each (one chunk keeps both cores busy)
     "synth": dict(profile="synth", model_name="synthetic", dataset="synthetic", synth_d=64, synth_features=2048,
                   synth_zipf=0.5, synth_max_prob=0.2, synth_min_prob=0.001, synth_roots=32, synth_branching=4,
                   synth_depth=2, synth_exclusive=0.5, synth_mag_std=0.2, synth_important=16, context_size=64,
                   n_train_tokens=1_048_576, n_heldout_tokens=16_384, shard_tokens=131_072, cache_dtype="float32",
-                  d_sae=1824, k=9, batch_size=1024, train_steps=4000, lr=0.001, warmup_steps=40,
-                  dead_tokens=81_920, n_cycles=2, core_max=6, attribution_batch_contexts=16,
-                  transfer_ks=(5, 9, 18), seeds=(0, 1, 2), transfer_workers=2, eval_contexts=128,
+                  d_sae=1824, k=9, batch_size=1024, train_steps=5000, lr=0.0005, warmup_steps=50,
+                  dead_tokens=102_400, n_cycles=2, core_max=6, attribution_batch_contexts=16,
+                  transfer_ks=(9, 11), seeds=(0, 1, 2), transfer_workers=2, eval_contexts=128,
                   run_dir="runs/synth"),
 }
 
