@@ -19,12 +19,12 @@ from .attribution import Attribution
 from .evaluate import run_saes, sae_info, calibration_rows, calibrate, write_table
 
 # %% auto #0
-__all__ = ['SPLIT_SEEDS', 'SYNTH_MD_COLS', 'synth_model_config', 'world_key', 'world_dir', 'load_world_model',
-           'hierarchy_levels', 'readout_features', 'SynthWorld', 'labels_to_tokens', 'tokens_to_labels',
-           'readout_logits', 'readout_labels', 'row_loss', 'sample_rows', 'true_importance',
-           'synth_cache_key', 'build_synth_cache', 'match_truth', 'importance_recovery', 'truth_consistency',
-           'level_counts', 'synthbench_metrics', 'truth_sets', 'truth_table', 'synth_eval', 'synth_stage',
-           'study_truth_consistency']
+__all__ = ['LABEL_SEED_OFFSET', 'SPLIT_SEEDS', 'SYNTH_MD_COLS', 'synth_model_config', 'world_key', 'world_dir',
+           'load_world_model', 'hierarchy_levels', 'readout_features', 'SynthWorld', 'labels_to_tokens',
+           'tokens_to_labels', 'readout_logits', 'label_generator', 'readout_labels', 'row_loss',
+           'sample_rows', 'true_importance', 'synth_cache_key', 'build_synth_cache', 'match_truth',
+           'importance_recovery', 'truth_consistency', 'level_counts', 'synthbench_metrics', 'truth_sets',
+           'truth_table', 'synth_eval', 'synth_stage', 'study_truth_consistency']
 
 # %% ../nbs/17_synth.ipynb #225f0e3b
 def synth_model_config(cfg: DMSAEConfig, # the `synth_*` fields
@@ -129,11 +129,19 @@ def readout_logits(world: SynthWorld, x: torch.Tensor, # [..., d] activations
     "The readout's logits z_o = beta (v_{s_o} . (x - b) - 1/2), [..., m]."
     return world.beta * ((x.float() - world.b) @ world.R.t() - 0.5)
 
+# the labels of a draw come from seed + this, a stream apart from the rows' own (`sample_rows`); the CPU generator keeps
+# a seed's low 32 bits only, so the offset lies below 2**32
+LABEL_SEED_OFFSET = 2**31 - 1
+
+def label_generator(seed: int) -> torch.Generator:
+    "The generator of the labels drawn with `seed` (offset, so its uniforms are not those that drew the rows)."
+    return torch.Generator().manual_seed(int(seed) + LABEL_SEED_OFFSET)
+
 def readout_labels(world: SynthWorld, x: torch.Tensor, # [n, d] clean activations
-                   seed: int, # seed of the draw
+                   seed: int, # seed of the draw (the rows' own seed: `label_generator` offsets it)
                   ) -> torch.Tensor:
     "Targets y_o ~ Bernoulli(sigmoid(z_o(x))) drawn from the readout's own predictions on clean rows, [n, m] bool."
-    u = torch.rand(x.shape[0], len(world.w), generator=torch.Generator().manual_seed(int(seed)))
+    u = torch.rand(x.shape[0], len(world.w), generator=label_generator(seed))
     return u < torch.sigmoid(readout_logits(world, x))
 
 def row_loss(world: SynthWorld, x: torch.Tensor, # [..., d] activations
@@ -179,7 +187,7 @@ def synth_cache_key(cfg: DMSAEConfig, split: str,
     "The fields that identify a synthetic cache."
     n = cfg.n_train_tokens if split == "train" else cfg.n_heldout_tokens
     return dict(world=world_key(cfg), split=split, n_tokens=n, context_size=cfg.context_size, dtype=cfg.cache_dtype,
-                shard_tokens=cfg.shard_tokens, readout=[int(j) for j in readout], labels="readout-bernoulli")
+                shard_tokens=cfg.shard_tokens, readout=[int(j) for j in readout], labels="readout-bernoulli-offset")
 
 def build_synth_cache(cfg: DMSAEConfig, # `model_name="synthetic"`, its `synth_*` fields, token counts, `context_size`
                       split: str = "train", # `train` or `heldout`
