@@ -468,8 +468,9 @@ PROFILES = {
     # BatchTopK too: 91% dead at k=18, 81% at k=14, 38% at k=11 after 4,000 steps at lr 0.001); the drift grows with
     # lr x steps, so lr 0.0005 keeps k=9 and k=11 alive (1% and 7% dead within the dead window); in a d=128 world
     # (4,096 features, true L0 ~15) k=18 = 0.14 d keeps every latent alive.
-    # A ReLU core fires on nearly every row (L0 ~6 at k=9) and counts inside k, so the non-core latents share k - 6
-    # per row: at k=7 70% of them die, at k=5 all; the transfer ks are 9 and 11.
+    # A ReLU core fires on nearly every row (L0 ~6 at k=9) and counts inside k, so its non-core latents share k - 6
+    # per row: at k=7 most of them die (a result of that reading; a core inside BatchTopK shares k with them). The
+    # transfer ks are 7, 9 and 11: one below the distillation k and one above, inside the range the world holds.
     # The transfer's SAEs two at a time, one thread each (one chunk keeps both cores busy)
     "synth": dict(profile="synth", model_name="synthetic", dataset="synthetic", synth_d=64, synth_features=2048,
                   synth_zipf=0.5, synth_max_prob=0.2, synth_min_prob=0.001, synth_roots=32, synth_branching=4,
@@ -477,7 +478,7 @@ PROFILES = {
                   n_train_tokens=1_048_576, n_heldout_tokens=16_384, shard_tokens=131_072, cache_dtype="float32",
                   d_sae=1824, k=9, batch_size=1024, train_steps=5000, lr=0.0005, warmup_steps=50,
                   dead_tokens=102_400, n_cycles=2, core_max=6, attribution_batch_contexts=16,
-                  transfer_ks=(9, 11), seeds=(0, 1, 2), transfer_workers=2, eval_contexts=128,
+                  transfer_ks=(7, 9, 11), seeds=(0, 1, 2), transfer_workers=2, eval_contexts=128,
                   run_dir="runs/synth"),
 }
 

@@ -21,9 +21,9 @@ from .evaluate import evaluate_run, write_table, core_match, calibration_rows
 
 # %% auto #0
 __all__ = ['VARIANTS', 'SHARED_METHODS', 'L0_TOLERANCE', 'CLAIMS', 'ANSWERS', 'study_config', 'chunk_cores',
-           'chunk_stages', 'missing_stages', 'run_chunk', 'HeldoutFVU', 'plateau', 'convergence_run',
-           'load_study', 'summarize', 'paired_gaps', 'verdict', 'claim_rows', 'overall', 'answer_rows',
-           'consistency']
+           'chunk_stages', 'missing_stages', 'run_chunk', 'HeldoutFVU', 'plateau', 'kept_curve',
+           'convergence_run', 'load_study', 'summarize', 'paired_gaps', 'verdict', 'claim_rows', 'overall',
+           'answer_rows', 'consistency']
 
 # %% ../nbs/15_study.ipynb #9f437dad
 VARIANTS = { # name -> (config overrides, what it changes)
@@ -201,6 +201,16 @@ def plateau(curve: list[dict], # points `{step, fvu}` in step order
     at = np.interp((1 - tail) * steps[-1], steps, fvu)
     return float((at - fvu[-1]) / fvu[-1])
 
+# %% ../nbs/15_study.ipynb #edacc0d8
+def kept_curve(path, # a `convergence.json`
+               cfg: DMSAEConfig, # the study config
+              ) -> list[dict] | None:
+    "The curve kept at `path` when it was trained with `cfg` (its core-free training fields); else None."
+    path = Path(path)
+    if not path.exists(): return None
+    kept = json.loads(path.read_text())
+    return kept["curve"] if kept.get("config") == cfg.identity("train", core=False) else None
+
 # %% ../nbs/15_study.ipynb #5a989301
 def convergence_run(cfg: DMSAEConfig, # the study config (its k, steps, data)
                     root, # the study folder: writes `root/convergence.csv` and `.json`
@@ -210,7 +220,7 @@ def convergence_run(cfg: DMSAEConfig, # the study config (its k, steps, data)
                    ) -> list[dict]:
     "Train one plain Matryoshka SAE with `HeldoutFVU` on the held-out calibration contexts; the curve (kept)."
     out = Path(root) / "convergence.json"
-    if out.exists(): return json.loads(out.read_text())["curve"]
+    if kept_curve(out, cfg) is not None: return kept_curve(out, cfg)
     lm, held, ctx = heldout_data(cfg, lm, progress)
     train = build_activation_cache(cfg, "train", lm, progress=progress)
     toks = ctx.tokens
@@ -218,7 +228,8 @@ def convergence_run(cfg: DMSAEConfig, # the study config (its k, steps, data)
     mon = HeldoutFVU(rows, input_scale(train, cfg.batch_size, cfg.seed), max(1, cfg.n_steps // points))
     train_sae(cfg, train, resolve_path(cfg.run_dir) / "convergence", progress=progress, callback=mon)
     write_table(mon.curve, Path(root) / "convergence")
-    atomic_write_json(out, dict(curve=mon.curve, plateau=plateau(mon.curve), steps=cfg.n_steps), indent=1)
+    atomic_write_json(out, dict(curve=mon.curve, plateau=plateau(mon.curve), steps=cfg.n_steps,
+                                config=cfg.identity("train", core=False)), indent=1)
     return mon.curve
 
 # %% ../nbs/15_study.ipynb #5ee2dfbf
