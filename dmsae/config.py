@@ -12,13 +12,13 @@ from fastcore.basics import patch
 # %% auto #0
 __all__ = ['DEFAULT_MODEL', 'TINY_MODEL', 'BOOKKEEPING', 'DISTILL_ONLY', 'LATE_FIELDS', 'CORE_ONLY', 'SYNTH_MODEL',
            'CORE_BUDGETS', 'CORE_ACTS', 'KINDS', 'ITEM_TYPES', 'PLURALS', 'SPEED_DTYPES', 'DEVICE_RE',
-           'SAEBENCH_EVALS', 'MINIATURE', 'PROFILES', 'OLD_SMALL', 'D_MODEL', 'PAPER_REGIME', 'dmsae_home',
-           'project_root', 'resolve_path', 'DMSAEConfig', 'refuse', 'check_choice', 'check_k',
-           'check_group_fractions', 'field_kinds', 'is_kind', 'type_words', 'check_type', 'check_types',
-           'check_field_names', 'check_list', 'native_bf16', 'resolve_dtype', 'check_synth', 'get_config',
-           'regime', 'RegimeWarning', 'regime_warnings', 'atomic_write', 'read_checked', 'atomic_write_text',
-           'atomic_write_json', 'copy_files', 'sha256_file', 'save_config', 'load_config', 'config_hash',
-           'describe_diff']
+           'SAEBENCH_EVALS', 'TRANSFER_METHODS', 'MINIATURE', 'PROFILES', 'OLD_SMALL', 'D_MODEL',
+           'PAPER_REGIME', 'dmsae_home', 'project_root', 'resolve_path', 'DMSAEConfig', 'refuse',
+           'check_choice', 'check_k', 'check_group_fractions', 'field_kinds', 'is_kind', 'type_words',
+           'check_type', 'check_types', 'check_field_names', 'check_list', 'native_bf16', 'resolve_dtype',
+           'check_synth', 'get_config', 'regime', 'RegimeWarning', 'regime_warnings', 'atomic_write',
+           'read_checked', 'atomic_write_text', 'atomic_write_json', 'copy_files', 'sha256_file',
+           'save_config', 'load_config', 'config_hash', 'describe_diff']
 
 # %% ../nbs/01_config.ipynb #f62cd018
 def dmsae_home() -> Path:
@@ -47,7 +47,8 @@ DEFAULT_MODEL = "embedded:SmolLM2-135M-Instruct"  # the GGUF model shipped by th
 TINY_MODEL = "embedded:tiny-lm"
 BOOKKEEPING = ("profile", "run_dir", "checkpoint_every", "attribution_batch_contexts", "transfer_ks", "seeds",
                "saebench_evals", "eval_contexts", "saebench_contexts", "probe_train", "probe_test", "probe_docs",
-               "tl_model_name", "dash_core", "dash_sample", "dash_top", "dash_contexts", "transfer_workers")
+               "tl_model_name", "dash_core", "dash_sample", "dash_top", "dash_contexts", "transfer_workers",
+               "transfer_methods")
 DISTILL_ONLY = ("n_cycles", "tau", "score", "score_quantile", "core_max")
 # fields added after runs were recorded: at these defaults they are left out of `identity` (and of the cache key),
 # so folders recorded before the field existed keep their identity; any other value is part of it
@@ -126,6 +127,9 @@ class DMSAEConfig:
     attribution_batch_contexts: int = 8 # held-out contexts per attribution batch
     # --- transfer and evaluation
     transfer_ks: tuple = (8, 16, 32, 64) # k grid for transfer experiments
+    # the transfer's SAEs at each k (`TRANSFER_METHODS`): the distilled core, plain Matryoshka, a random core, and
+    # Matryoshka trained as long as all cycles together (at the distillation k only)
+    transfer_methods: tuple = ("dmsae", "matryoshka", "random_core", "compute_matched")
     seeds: tuple = (0,) # seeds for transfer experiments (error bars)
     # processes that train the transfer's SAEs side by side, sharing this process's CPU threads (1: one after another
     # here); a training step is many small operations that do not split well over threads, so on a 2-core CPU two
@@ -230,7 +234,8 @@ def check_group_fractions(group_fractions, # Matryoshka group sizes as fractions
 KINDS = {"int": "an integer", "float": "a finite number", "bool": "true or false", "str": "a string", "None": "None",
          "tuple": "a list"} # the simple types the annotations use, as the messages name them
 # the type of the items of each tuple field, and the items as the messages name them
-ITEM_TYPES = {"group_fractions": "float", "transfer_ks": "int", "seeds": "int", "saebench_evals": "str"}
+ITEM_TYPES = {"group_fractions": "float", "transfer_ks": "int", "seeds": "int", "saebench_evals": "str",
+              "transfer_methods": "str"}
 PLURALS = {"int": "integers", "float": "finite numbers", "str": "strings"}
 
 def field_kinds(name: str, # a field of `DMSAEConfig`
@@ -345,6 +350,8 @@ DEVICE_RE = r"(cpu|cuda|mps|xpu)(:\d+)?" # the `device` values `validate` allows
 # the SAEBench evals `dmsae.saebench` (offline) and `dmsae.probing` (hub) know
 SAEBENCH_EVALS = ("core", "meta_structure", "absorption", "scr", "tpp", "sparse_probing", "ravel", "autointerp",
                   "unlearning")
+# the SAEs the transfer trains at each k (nbs/11_distill; `trained_core`, the study's control, is trained on demand)
+TRANSFER_METHODS = ("dmsae", "matryoshka", "random_core", "compute_matched")
 
 @patch
 def validate(self: DMSAEConfig) -> DMSAEConfig:
@@ -409,6 +416,10 @@ def validate(self: DMSAEConfig) -> DMSAEConfig:
         refuse(any(s < 0 for s in self.seeds), f"seeds={list(self.seeds)}: each must be >= 0")
         refuse(self.transfer_workers < 1,
                f"transfer_workers={self.transfer_workers}: must be >= 1 (1: the transfer's SAEs one at a time)")
+        check_list("transfer_methods", self.transfer_methods)
+        unknown = [m for m in self.transfer_methods if m not in TRANSFER_METHODS]
+        refuse(bool(unknown) or "dmsae" not in self.transfer_methods,
+               f"transfer_methods={list(self.transfer_methods)}: name \"dmsae\" and others of {TRANSFER_METHODS}")
         check_list("saebench_evals", self.saebench_evals)
         unknown = [e for e in self.saebench_evals if e not in SAEBENCH_EVALS]
         refuse(bool(unknown), f"saebench_evals={list(self.saebench_evals)}: unknown {unknown}; use {SAEBENCH_EVALS}")
@@ -448,7 +459,9 @@ PROFILES = {
     # AuxK's decode in bf16 (~2x faster steps of a dead dictionary, bench_auxk.py) and the language model in bf16, as
     # the paper profile runs it on GPU (2.7x faster forward, next-token loss within 0.001 nats, bench_lm_dtype.py);
     # the transfer's SAEs two at a time, one thread each (bench_parallel.py)
+    # The compute-matched control (3 trainings' steps, a quarter of the job's) is the study's: it holds it over 3 seeds
     "small": dict(profile="small", **MINIATURE, core_max=50, transfer_ks=(40, 80, 160), seeds=(0,), transfer_workers=2,
+                  transfer_methods=("dmsae", "matryoshka", "random_core"),
                   preact_dtype="auto", aux_dtype="auto", model_dtype="auto", run_dir="runs/small"),
     # the study (nbs/15_study): the same regime over seeds and readings of the core (variants)
     "study": dict(profile="study", **MINIATURE, transfer_ks=(20, 40, 80, 160), seeds=(0, 1, 2), run_dir="runs"),

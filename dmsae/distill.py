@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file, load_file
 from .config import DMSAEConfig, resolve_path, save_config, atomic_write, atomic_write_json, read_checked
-from .config import copy_files, sha256_file, describe_diff
+from .config import copy_files, sha256_file, describe_diff, TRANSFER_METHODS
 from .data import Contexts
 from .activations import ActivationCache, build_activation_cache, heldout_data
 from .train import train_sae
@@ -200,7 +200,7 @@ def distill(cfg: DMSAEConfig, # run config (profile + overrides)
         return _distill(cfg, lm, root, progress)      # (the ranks of one torchrun job work together; rank 0 writes)
 
 # %% ../nbs/11_distill.ipynb #c3bd5b73
-METHODS = ("dmsae", "matryoshka", "random_core", "compute_matched")
+METHODS = TRANSFER_METHODS   # every method the transfer knows; `cfg.transfer_methods` picks those it trains
 CONTROLS = ("trained_core",)   # methods trained only when asked for (`transfer(methods=...)`)
 
 def _grid(methods, ks, seeds, cm_ks):
@@ -272,7 +272,7 @@ def _longest_first(jobs: list) -> list:
 
 def transfer(cfg: DMSAEConfig, # run config: `transfer_ks`, `seeds`
              core_path=None, # distilled core (default: the run's `distill/distilled_core.safetensors`)
-             methods=METHODS, # which methods to train (`METHODS`, `CONTROLS`)
+             methods=None, # which methods to train (`METHODS`, `CONTROLS`; default `cfg.transfer_methods`)
              ks=None, # k grid (default cfg.transfer_ks)
              seeds=None, # seeds (default cfg.seeds)
              compute_matched_ks=None, # k values for the compute-matched baseline (default: the distillation k)
@@ -281,6 +281,7 @@ def transfer(cfg: DMSAEConfig, # run config: `transfer_ks`, `seeds`
     "Train the transfer grid (`cfg.transfer_workers` SAEs at a time, longest first); one record per SAE folder."
     root = resolve_path(run_dir or cfg.run_dir)
     core, core_ids, _ = load_core(core_path or root / "distill" / "distilled_core.safetensors")
+    methods = tuple(methods or cfg.transfer_methods)
     bad = set(methods) - set(METHODS + CONTROLS)
     if bad: raise ValueError(f"unknown methods {sorted(bad)}; choose from {METHODS + CONTROLS}")
     ks, seeds = tuple(ks or cfg.transfer_ks), tuple(seeds or cfg.seeds)
@@ -303,7 +304,7 @@ CORE_FREE = ("matryoshka", "compute_matched")   # the transfer's methods that fr
 
 def _stage_grids(cfg: DMSAEConfig) -> tuple[list, list]:
     "The transfer's `(seed, k, method)`: those that need nothing of the distillation, and those that wait for its end."
-    grid = _grid(METHODS, cfg.transfer_ks, cfg.seeds, (cfg.k,))
+    grid = _grid(cfg.transfer_methods, cfg.transfer_ks, cfg.seeds, (cfg.k,))
     waits = [(s, k, m) for s, k, m in grid if m not in CORE_FREE or (m == "matryoshka" and k == cfg.k)]
     return [g for g in grid if g not in waits], waits   # (the plain SAE at cfg.k may be cycle 0: copied, not trained)
 
