@@ -23,7 +23,7 @@ from .evaluate import evaluate_run, write_table, core_match, calibration_rows
 __all__ = ['VARIANTS', 'SHARED_METHODS', 'L0_TOLERANCE', 'CLAIMS', 'ANSWERS', 'study_config', 'chunk_cores',
            'chunk_stages', 'missing_stages', 'run_chunk', 'HeldoutFVU', 'plateau', 'kept_curve',
            'convergence_run', 'load_study', 'summarize', 'paired_gaps', 'verdict', 'claim_rows', 'overall',
-           'answer_rows', 'consistency']
+           'answer_rows', 'verdict_class', 'side_by_side', 'truth_answer', 'consistency']
 
 # %% ../nbs/15_study.ipynb #9f437dad
 VARIANTS = { # name -> (config overrides, what it changes)
@@ -382,6 +382,58 @@ def answer_rows(claims: pd.DataFrame, # `claim_rows`
             items.append((f"`{v}` {100 * A['matched>0.7_mean']:.1f}% vs {100 * B['matched>0.7_mean']:.1f}%", rule))
         rows.append(dict(claim="The distilled latents are more consistent across runs (matched above cosine 0.7)",
                          evidence=_evidence(items) or "not run", verdict=overall([i[1] for i in items])))
+    return rows
+
+# %% ../nbs/15_study.ipynb #a22d560e
+def verdict_class(v: str, # an `overall` verdict
+                 ) -> str:
+    "The class of a claim's verdict: `supported`, `contradicted`, `mixed`, `not supported` or `not tested`."
+    if v in ("supported", "contradicted", "not tested"): return v
+    return "mixed" if v.startswith("supported in") else "not supported"
+
+# %% ../nbs/15_study.ipynb #53fa0b71
+def side_by_side(lm: list[dict], # `answer_rows` of the language model
+                 synth: list[dict], # `answer_rows` of the synthetic world (the same claims; more are added)
+                ) -> list[dict]:
+    "Per claim: the language model's verdict, the synthetic world's, and whether the two agree."
+    lm_by = {r["claim"]: r["verdict"] for r in lm}
+    rows = []
+    for r in synth + [r for r in lm if r["claim"] not in {s["claim"] for s in synth}]:
+        a, b = lm_by.get(r["claim"], "not tested"), next((s["verdict"] for s in synth if s["claim"] == r["claim"]),
+                                                          "not tested")
+        tested = "not tested" not in (verdict_class(a), verdict_class(b))
+        rows.append(dict(claim=r["claim"], language_model=a, synthetic=b,
+                         agree=("yes" if verdict_class(a) == verdict_class(b) else "no") if tested else ""))
+    return rows
+
+# %% ../nbs/15_study.ipynb #a19417bf
+def truth_answer(tsum: pd.DataFrame, # `summarize` of the truth rows at the distillation k (method = set)
+                 tcons: pd.DataFrame, # `study_truth_consistency` rows at the distillation k
+                ) -> list[dict]:
+    "The two claims only a synthetic world can test, as `answer_rows` rows: importance recovery and truth consistency."
+    s = tsum.set_index(["variant", "method"]) if len(tsum) else tsum
+    items = []
+    for v in sorted(set(tsum.variant)) if len(tsum) else []:
+        for b in ("matryoshka_top", "matryoshka_first", "random_core"):
+            if (v, "dmsae") not in s.index or (v, b) not in s.index: continue
+            A, B = s.loc[(v, "dmsae")], s.loc[(v, b)]
+            rule = verdict((A.importance_recovery_mean, A.importance_recovery_sd, A.n),
+                           (B.importance_recovery_mean, B.importance_recovery_sd, B.n), True)
+            if rule.startswith("too few"): continue                   # as `answer_rows`: 3 seeds or no verdict
+            items.append((f"`{v}` {A.importance_recovery_mean:.2f} vs {b} {B.importance_recovery_mean:.2f}", rule))
+    rows = [dict(claim="The core holds the most important true features (importance recovery)",
+                 evidence=_evidence(items) or "not run", verdict=overall([r for _, r in items]))]
+    c = tcons.set_index(["variant", "set"]) if len(tcons) else tcons
+    items = []
+    for v in sorted(set(tcons.variant)) if len(tcons) else []:
+        if (v, "dmsae") not in c.index or (v, "matryoshka_top") not in c.index: continue
+        A, B = c.loc[(v, "dmsae")], c.loc[(v, "matryoshka_top")]
+        rule = verdict((A.truth_consistency, A.truth_consistency_sd, A.seeds),
+                       (B.truth_consistency, B.truth_consistency_sd, B.seeds), True)
+        if rule.startswith("too few"): continue
+        items.append((f"`{v}` {100 * A.truth_consistency:.0f}% vs {100 * B.truth_consistency:.0f}%", rule))
+    rows.append(dict(claim="The core latents match the same true features across seeds",
+                     evidence=_evidence(items) or "not run", verdict=overall([r for _, r in items])))
     return rows
 
 # %% ../nbs/15_study.ipynb #36706259

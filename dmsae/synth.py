@@ -243,13 +243,14 @@ def importance_recovery(vectors: torch.Tensor, # [c', d] the set's directions (a
 
 # %% ../nbs/17_synth.ipynb #5e62ec5c
 def truth_consistency(ids: list, # per seed, the true feature each core latent matches (`match_truth`; -1: none)
-                     ) -> float:
+                      sd: bool = False, # also the standard deviation over the pairs
+                     ) -> float | tuple[float, float]:
     "Mean over ordered pairs of seeds (a, b) of the fraction of a's core latents whose true feature b's core holds."
     sets = [set(int(i) for i in t if i >= 0) for t in ids]
     fr = [sum(int(i) in sets[b] for i in ids[a] if i >= 0) / max(len(ids[a]), 1)
           for a in range(len(ids)) for b in range(len(ids)) if a != b]
     refuse(not fr, "truth_consistency needs the cores of at least two seeds")
-    return float(np.mean(fr))
+    return (float(np.mean(fr)), float(np.std(fr, ddof=1))) if sd else float(np.mean(fr))
 
 def level_counts(ids: torch.Tensor, # the true feature each latent matches (-1: none)
                  levels: torch.Tensor, # [N] depth of each true feature (`hierarchy_levels`)
@@ -370,5 +371,6 @@ def study_truth_consistency(root, # the study folder
     ids = [json.loads(f.read_text()) for f in files]
     if len(ids) < 2: return []
     return [dict(variant=variant, k=k, set=name, seeds=len(ids),
-                 truth_consistency=truth_consistency([torch.tensor(i[name]) for i in ids]))
+                 **dict(zip(("truth_consistency", "truth_consistency_sd"),
+                            truth_consistency([torch.tensor(i[name]) for i in ids], sd=True))))
             for name in ids[0] if all(name in i for i in ids)]
