@@ -15,6 +15,7 @@ from dmsae.evaluate import to_markdown  # noqa: E402
 from dmsae.study import VARIANTS, CLAIMS, claim_rows, answer_rows, consistency  # noqa: E402
 
 STUDY = ROOT / "figures" / "study"
+SYNTH = ROOT / "figures" / "synth"
 OUT = ROOT / "docs" / "results.md"
 NAMES = {"dmsae": "distilled core", "matryoshka": "plain Matryoshka", "random_core": "random core",
          "trained_core": "trained latents at random", "compute_matched": "compute-matched Matryoshka"}
@@ -96,6 +97,66 @@ Gemma-2-2B at $k = 320$) and over 3 seeds:
 
 `tools/gpu_check.py` checks that the GPU path runs before such a run is started."""
 
+def read_md(p: Path) -> str:
+    "A generated Markdown table, or a line saying which command writes it."
+    return p.read_text().strip() if p.exists() else f"(`{p.relative_to(ROOT)}` is written by `make synth`)"
+
+def synth_section() -> str:
+    "The synthetic world's answer beside the language model's, from figures/synth/ (`make synth`)."
+    cfg = get_config("synth")
+    head = """## Against a known truth: the synthetic world
+
+The same pipeline on a world whose true features are known (`nbs/17_synth.ipynb`: SAELens' SynthSAEBench
+generator, and a downstream loss that reads a known subset of the features with known weights), in the paper's
+ratios and trained to convergence (stage `nbs/paper/07_synth.ipynb`, `make synth`).
+
+"""
+    if not (SYNTH / "study.json").exists(): return head + "The synthetic study has not run: `make synth`.\n"
+    study = json.loads((SYNTH / "study.json").read_text())
+    r = regime(cfg, n_core=cfg.core_max)
+    conv = json.loads((SYNTH / "convergence.json").read_text()) if (SYNTH / "convergence.json").exists() else None
+    ratios = to_markdown([dict(ratio=k, paper=f"{PAPER_REGIME[k][0]:.3g}", synthetic=f"{r[k]:.3g}")
+                          for k in ("width_over_d", "k_over_d", "first_group_over_k", "core_over_k",
+                                    "dead_over_tokens") if k in PAPER_REGIME])
+    conv_line = (f"A plain Matryoshka training reaches held-out FVU {conv['curve'][-1]['fvu']:.4f} after "
+                 f"{conv['steps']:,} steps, and the last 20% of the steps improve it by {100 * conv['plateau']:.2f}%."
+                 if conv else "")
+    return head + f"""World: $d = {cfg.synth_d}$, {cfg.synth_features:,} true features, SAE width {cfg.d_sae:,}, $k = {cfg.k}$,
+transfers to $k \\in \\{{{", ".join(str(k) for k in cfg.transfer_ks)}\\}}$; finished chunks (reading and seed):
+{", ".join(f"`{c}`" for c in study["chunks_done"]) or "none"}.
+
+{ratios}
+
+{conv_line}
+
+![convergence](../figures/synth/fig_convergence.png)
+
+### The verdicts beside the language model's
+
+Each reading is named by its language-model counterpart; a verdict needs 3 seeds (`dmsae.study.side_by_side`).
+
+{read_md(SYNTH / "table_verdicts.md")}
+
+### The synthetic answer, with its evidence
+
+{read_md(SYNTH / "table_answer.md")}
+
+### Importance recovery and what the sets hold
+
+{read_md(SYNTH / "table_importance.md")}
+
+### The same true features across seeds
+
+{read_md(SYNTH / "table_truth_consistency.md")}
+
+### SynthSAEBench's metrics
+
+{read_md(SYNTH / "table_synthbench.md")}
+
+![synthetic frontiers](../figures/synth/fig_frontiers.png)
+
+"""
+
 def render() -> str:
     cfg = get_config("study")
     k0 = cfg.k
@@ -171,6 +232,7 @@ Every metric against held-out L0, per reading (mean ± sd over seeds; `figures/s
 
 ![study frontiers](../figures/study/fig_frontiers.png)
 
+{synth_section()}
 ## What a GPU run must show
 
 {GPU}
