@@ -17,13 +17,13 @@ from .attribution import Attribution
 from .sae import load_sae
 from .train import train_sae, input_scale
 from .distill import distill, transfer, load_core, save_core, METHODS, CONTROLS
-from .evaluate import evaluate_run, write_table, core_match, calibration_rows
+from .evaluate import evaluate_run, write_table, core_match, calibration_rows, CSV_FLOAT
 
 # %% auto #0
 __all__ = ['VARIANTS', 'SHARED_METHODS', 'L0_TOLERANCE', 'CLAIMS', 'ANSWERS', 'study_config', 'chunk_cores',
-           'chunk_stages', 'missing_stages', 'run_chunk', 'HeldoutFVU', 'plateau', 'kept_curve',
-           'convergence_run', 'load_study', 'summarize', 'paired_gaps', 'verdict', 'claim_rows', 'overall',
-           'answer_rows', 'verdict_class', 'side_by_side', 'truth_answer', 'consistency']
+           'chunk_stages', 'missing_stages', 'stage_curves', 'run_chunk', 'HeldoutFVU', 'plateau',
+           'kept_curve', 'convergence_run', 'load_study', 'summarize', 'paired_gaps', 'verdict', 'claim_rows',
+           'overall', 'answer_rows', 'verdict_class', 'side_by_side', 'truth_answer', 'consistency']
 
 # %% ../nbs/15_study.ipynb #9f437dad
 VARIANTS = { # name -> (config overrides, what it changes)
@@ -125,6 +125,20 @@ def _reuse_baselines(cfg: DMSAEConfig, # the chunk's config (`study_config`)
             break
     return copied
 
+# %% ../nbs/15_study.ipynb #99e606f7
+def stage_curves(cfg: DMSAEConfig, # the chunk's config (`study_config`)
+                 k: int, # the stage's k
+                 methods: tuple, # the stage's methods
+                ) -> list[dict]:
+    "Per SAE of the stage, its logged training steps: `method, k, seed, step, fvu, dead_frac`."
+    rows = []
+    for m in methods:
+        h = resolve_path(cfg.run_dir) / "transfer" / f"{m}_k{k}_s{cfg.seed}" / "history.json"
+        if not h.exists(): continue
+        rows += [dict(method=m, k=k, seed=cfg.seed, step=r["step"], fvu=r["fvu"], dead_frac=r.get("dead_frac"))
+                 for r in json.loads(h.read_text())]
+    return rows
+
 # %% ../nbs/15_study.ipynb #4eed960f
 def _k_stage(cfg: DMSAEConfig, variant: str, out: Path, lm, k: int, progress: bool,
              methods: tuple = METHODS, # `CONTROLS` for the control stage
@@ -138,6 +152,9 @@ def _k_stage(cfg: DMSAEConfig, variant: str, out: Path, lm, k: int, progress: bo
                         progress=progress)
     keep = [dict(variant=variant, **r) for r in rows if r["k"] == k and r["method"] in methods]
     write_table(keep, out / table.format(k=k))
+    curves = pd.DataFrame([dict(variant=variant, **r) for r in stage_curves(cfg, k, methods)])   # CSV only
+    atomic_write(out / (table.format(k=k).replace("eval", "curves") + ".csv"),
+                 lambda tmp: curves.to_csv(tmp, index=False, float_format=CSV_FLOAT))
     if cfg.model_name == SYNTH_MODEL:      # a synthetic world: the same SAEs against the truth (nbs/17_synth)
         from dmsae.synth import synth_stage
         synth_stage(cfg, variant, out, k, methods, table)

@@ -131,6 +131,13 @@ transfers to $k \\in \\{{{", ".join(str(k) for k in cfg.transfer_ks)}\\}}$; fini
 
 ![convergence](../figures/synth/fig_convergence.png)
 
+Every training of the study, by the same measure on its training batches (relative improvement over the last 20% of
+its steps, mean and sd over seeds):
+
+{read_md(SYNTH / "table_plateaus.md")}
+
+![training curves](../figures/synth/fig_training_curves.png)
+
 ### The verdicts beside the language model's
 
 Each reading is named by its language-model counterpart; a verdict needs 3 seeds (`dmsae.study.side_by_side`).
