@@ -12,8 +12,8 @@ from fastcore.basics import patch
 # %% auto #0
 __all__ = ['DEFAULT_MODEL', 'TINY_MODEL', 'BOOKKEEPING', 'DISTILL_ONLY', 'LATE_FIELDS', 'CORE_ONLY', 'SYNTH_MODEL',
            'CORE_BUDGETS', 'CORE_ACTS', 'KINDS', 'ITEM_TYPES', 'PLURALS', 'SPEED_DTYPES', 'DEVICE_RE',
-           'SAEBENCH_EVALS', 'TRANSFER_METHODS', 'MINIATURE', 'PROFILES', 'OLD_SMALL', 'D_MODEL',
-           'PAPER_REGIME', 'dmsae_home', 'project_root', 'resolve_path', 'DMSAEConfig', 'refuse',
+           'SAEBENCH_EVALS', 'TRANSFER_METHODS', 'MINIATURE', 'SMALL_SPEED', 'PROFILES', 'OLD_SMALL',
+           'D_MODEL', 'PAPER_REGIME', 'dmsae_home', 'project_root', 'resolve_path', 'DMSAEConfig', 'refuse',
            'check_choice', 'check_k', 'check_group_fractions', 'field_kinds', 'is_kind', 'type_words',
            'check_type', 'check_types', 'check_field_names', 'check_list', 'native_bf16', 'resolve_dtype',
            'check_synth', 'get_config', 'regime', 'RegimeWarning', 'regime_warnings', 'atomic_write',
@@ -443,6 +443,8 @@ def validate(self: DMSAEConfig) -> DMSAEConfig:
 MINIATURE = dict(context_size=128, n_train_tokens=500_000, n_heldout_tokens=16_384, shard_tokens=131_072, d_sae=4096,
                  k=80, group_fractions=(1/8, 1/4, 1/2), batch_size=1024, train_steps=1500, warmup_steps=15,
                  dead_tokens=30_720, n_cycles=2, eval_contexts=64)
+# `small` trains half as long as the study (the same ratios of dead window and warm-up to a training)
+SMALL_SPEED = dict(train_steps=750, warmup_steps=8, dead_tokens=15_360)
 
 PROFILES = {
     # CI: the tiny trained model (TINY_MODEL, 4 blocks of width 64, hook after block 2); two passes over a 32k-token
@@ -459,9 +461,10 @@ PROFILES = {
     # AuxK's decode in bf16 (~2x faster steps of a dead dictionary, bench_auxk.py) and the language model in bf16, as
     # the paper profile runs it on GPU (2.7x faster forward, next-token loss within 0.001 nats, bench_lm_dtype.py);
     # the transfer's SAEs two at a time, one thread each (bench_parallel.py)
-    # The compute-matched control (3 trainings' steps, a quarter of the job's) is the study's: it holds it over 3 seeds
-    "small": dict(profile="small", **MINIATURE, core_max=50, transfer_ks=(40, 80, 160), seeds=(0,), transfer_workers=2,
-                  transfer_methods=("dmsae", "matryoshka", "random_core"),
+    # `make reproduce` in ~30 min: trainings of 750 steps (1.5 passes), half the study's, with the dead window (2%)
+    # and warm-up (1%) scaled with them; the compute-matched control (3 trainings' steps) is the study's, over 3 seeds
+    "small": dict(profile="small", **{**MINIATURE, **SMALL_SPEED}, core_max=50, transfer_ks=(40, 80, 160), seeds=(0,),
+                  transfer_workers=2, transfer_methods=("dmsae", "matryoshka", "random_core"),
                   preact_dtype="auto", aux_dtype="auto", model_dtype="auto", run_dir="runs/small"),
     # the study (nbs/15_study): the same regime over seeds and readings of the core (variants)
     "study": dict(profile="study", **MINIATURE, transfer_ks=(20, 40, 80, 160), seeds=(0, 1, 2), run_dir="runs"),
