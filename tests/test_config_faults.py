@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from conftest import ROOT
 from dmsae.config import DMSAEConfig, ITEM_TYPES, PROFILES, SAEBENCH_EVALS, field_kinds, get_config, load_config
+from dmsae.config import TRANSFER_METHODS
 from dmsae.config import SPEED_DTYPES, resolve_dtype
 
 FIELDS = [f.name for f in fields(DMSAEConfig)]
@@ -102,6 +103,9 @@ BAD_VALUES = {
                        st.lists(st.integers(0, 9), min_size=1, max_size=3).map(lambda x: x + x[:1])),
     "saebench_evals": st.one_of(st.just([]), st.just(["core", "core"]),
                                 st.lists(other_text(*SAEBENCH_EVALS), min_size=1, max_size=2)),
+    "transfer_methods": st.one_of(st.just([]), st.just(["dmsae", "dmsae"]), st.just(["matryoshka"]),
+                                  st.lists(other_text(*TRANSFER_METHODS), min_size=1, max_size=2).map(
+                                      lambda x: ["dmsae", *x])),
     "eval_contexts": below(0), "saebench_contexts": below(0),
     "probe_train": below(0), "probe_test": below(0), "probe_docs": below(0), "run_dir": blank,
     "dash_core": below(0), "dash_sample": below(-1), "dash_top": below(0), "dash_contexts": below(0),
@@ -165,6 +169,8 @@ GOOD_VALUES = {
     "transfer_ks": st.lists(st.integers(1, TINY["d_sae"]), min_size=1, max_size=4, unique=True),
     "seeds": st.lists(st.integers(0, 1000), min_size=1, max_size=3, unique=True), "transfer_workers": pos(64),
     "saebench_evals": st.lists(st.sampled_from(SAEBENCH_EVALS), min_size=1, max_size=3, unique=True),
+    "transfer_methods": st.lists(st.sampled_from(TRANSFER_METHODS[1:]), max_size=3, unique=True).map(
+        lambda x: ["dmsae", *x]),
     "eval_contexts": st.none() | pos(), "saebench_contexts": st.none() | pos(),
     "probe_train": pos(10**4), "probe_test": pos(10**4), "probe_docs": pos(10**4), "run_dir": text,
     "dash_core": pos(10**4), "dash_sample": st.integers(0, 10**4), "dash_top": pos(100),

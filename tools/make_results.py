@@ -121,7 +121,8 @@ ratios and trained to convergence (stage `nbs/paper/07_synth.ipynb`, `make synth
     conv_line = (f"A plain Matryoshka training reaches held-out FVU {conv['curve'][-1]['fvu']:.4f} after "
                  f"{conv['steps']:,} steps, and the last 20% of the steps improve it by {100 * conv['plateau']:.2f}%."
                  if conv else "")
-    return head + f"""World: $d = {cfg.synth_d}$, {cfg.synth_features:,} true features, SAE width {cfg.d_sae:,}, $k = {cfg.k}$,
+    world = f"$d = {cfg.synth_d}$, {cfg.synth_features:,} true features, SAE width {cfg.d_sae:,}, $k = {cfg.k}$"
+    return head + f"""World: {world},
 transfers to $k \\in \\{{{", ".join(str(k) for k in cfg.transfer_ks)}\\}}$; finished chunks (reading and seed):
 {", ".join(f"`{c}`" for c in study["chunks_done"]) or "none"}.
 
