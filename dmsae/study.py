@@ -237,7 +237,8 @@ def convergence_run(cfg: DMSAEConfig, # the study config (its k, steps, data)
                    ) -> list[dict]:
     "Train one plain Matryoshka SAE with `HeldoutFVU` on the held-out calibration contexts; the curve (kept)."
     out = Path(root) / "convergence.json"
-    if kept_curve(out, cfg) is not None: return kept_curve(out, cfg)
+    kept = kept_curve(out, cfg)
+    if kept is not None: return kept
     lm, held, ctx = heldout_data(cfg, lm, progress)
     train = build_activation_cache(cfg, "train", lm, progress=progress)
     toks = ctx.tokens
@@ -413,13 +414,12 @@ def side_by_side(lm: list[dict], # `answer_rows` of the language model
                  synth: list[dict], # `answer_rows` of the synthetic world (the same claims; more are added)
                 ) -> list[dict]:
     "Per claim: the language model's verdict, the synthetic world's, and whether the two agree."
-    lm_by = {r["claim"]: r["verdict"] for r in lm}
+    lm_by, syn_by = ({r["claim"]: r["verdict"] for r in rows} for rows in (lm, synth))
     rows = []
-    for r in synth + [r for r in lm if r["claim"] not in {s["claim"] for s in synth}]:
-        a, b = lm_by.get(r["claim"], "not tested"), next((s["verdict"] for s in synth if s["claim"] == r["claim"]),
-                                                          "not tested")
+    for claim in [*syn_by, *(c for c in lm_by if c not in syn_by)]:
+        a, b = lm_by.get(claim, "not tested"), syn_by.get(claim, "not tested")
         tested = "not tested" not in (verdict_class(a), verdict_class(b))
-        rows.append(dict(claim=r["claim"], language_model=a, synthetic=b,
+        rows.append(dict(claim=claim, language_model=a, synthetic=b,
                          agree=("yes" if verdict_class(a) == verdict_class(b) else "no") if tested else ""))
     return rows
 
