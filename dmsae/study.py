@@ -20,10 +20,11 @@ from .distill import distill, transfer, load_core, save_core, METHODS, CONTROLS
 from .evaluate import evaluate_run, write_table, core_match, calibration_rows, CSV_FLOAT
 
 # %% auto #0
-__all__ = ['VARIANTS', 'SHARED_METHODS', 'L0_TOLERANCE', 'CLAIMS', 'ANSWERS', 'study_config', 'chunk_cores',
+__all__ = ['VARIANTS', 'SHARED_METHODS', 'L0_TOLERANCE', 'CLAIMS', 'ANSWERS', 'LEAN', 'study_config', 'chunk_cores',
            'chunk_stages', 'missing_stages', 'stage_curves', 'run_chunk', 'HeldoutFVU', 'plateau',
            'kept_curve', 'convergence_run', 'load_study', 'summarize', 'paired_gaps', 'verdict', 'claim_rows',
-           'overall', 'answer_rows', 'verdict_class', 'side_by_side', 'truth_answer', 'consistency']
+           'overall', 'answer_rows', 'verdict_class', 'agreement', 'side_by_side', 'truth_answer',
+           'consistency']
 
 # %% ../nbs/15_study.ipynb #9f437dad
 VARIANTS = { # name -> (config overrides, what it changes)
@@ -409,18 +410,28 @@ def verdict_class(v: str, # an `overall` verdict
     if v in ("supported", "contradicted", "not tested"): return v
     return "mixed" if v.startswith("supported in") else "not supported"
 
+# %% ../nbs/15_study.ipynb #354969d3
+LEAN = {"supported": "for", "mixed": "for", "not supported": "against", "contradicted": "against"} # class -> its lean
+
+def agreement(a: str, # one world's verdict (`overall`)
+              b: str, # the other world's verdict
+             ) -> str:
+    "`yes`: the same class (`verdict_class`); `partly`: classes leaning the same way; `no`: opposite; `''`: untested."
+    ca, cb = verdict_class(a), verdict_class(b)
+    if "not tested" in (ca, cb): return ""
+    if ca == cb: return "yes"
+    return "partly" if LEAN[ca] == LEAN[cb] else "no"
+
 # %% ../nbs/15_study.ipynb #53fa0b71
 def side_by_side(lm: list[dict], # `answer_rows` of the language model
                  synth: list[dict], # `answer_rows` of the synthetic world (the same claims; more are added)
                 ) -> list[dict]:
-    "Per claim: the language model's verdict, the synthetic world's, and whether the two agree."
+    "Per claim: the language model's verdict, the synthetic world's, and whether they agree (`agreement`)."
     lm_by, syn_by = ({r["claim"]: r["verdict"] for r in rows} for rows in (lm, synth))
     rows = []
     for claim in [*syn_by, *(c for c in lm_by if c not in syn_by)]:
         a, b = lm_by.get(claim, "not tested"), syn_by.get(claim, "not tested")
-        tested = "not tested" not in (verdict_class(a), verdict_class(b))
-        rows.append(dict(claim=claim, language_model=a, synthetic=b,
-                         agree=("yes" if verdict_class(a) == verdict_class(b) else "no") if tested else ""))
+        rows.append(dict(claim=claim, language_model=a, synthetic=b, agree=agreement(a, b)))
     return rows
 
 # %% ../nbs/15_study.ipynb #a19417bf
