@@ -101,6 +101,18 @@ def read_md(p: Path) -> str:
     "A generated Markdown table, or a line saying which command writes it."
     return p.read_text().strip() if p.exists() else f"(`{p.relative_to(ROOT)}` is written by `make synth`)"
 
+def plateau_line(p: Path = SYNTH / "table_plateaus.csv") -> str:
+    "How many trainings of the study (method and k, mean over seeds) improve by less than 1% over their last 20%."
+    if not p.exists(): return ""
+    t = pd.read_csv(p)
+    over = t[t.plateau_mean >= 0.01]
+    line = (f"{len(t) - len(over)} of {len(t)} trainings (per reading, method and $k$, mean over seeds) improve by "
+            "less than 1%")
+    if not len(over): return line + "."
+    names = ", ".join(f"`{r.variant}` {r.method} at $k = {r.k}$ ({100 * r.plateau_mean:.2f}% +- "
+                      f"{100 * r.plateau_sd:.2f}%)" for r in over.itertuples())
+    return line + f"; the others still improve: {names}."
+
 def synth_section() -> str:
     "The synthetic world's answer beside the language model's, from figures/synth/ (`make synth`)."
     cfg = get_config("synth")
@@ -136,6 +148,8 @@ Every training of the study, by the same measure on its training batches (relati
 its steps, mean and sd over seeds):
 
 {read_md(SYNTH / "table_plateaus.md")}
+
+{plateau_line()}
 
 ![training curves](../figures/synth/fig_training_curves.png)
 
