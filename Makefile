@@ -33,9 +33,14 @@ STAGES ?=
 study: setup        ## run missing study stages (STAGES=n: at most n), then redraw figures/study
 	@$(PY) tools/reproduce.py --profile study --force $(if $(STAGES),--set max_stages=$(STAGES))
 
-# the synthetic study (nbs/paper/07_synth.ipynb, params/synth.yaml): the same driver on a world with known features
+# the synthetic study (nbs/paper/07_synth.ipynb, params/synth.yaml): the same driver on a world with known features;
+# SEEDS=[1] / VARIANTS=[paper] run only those chunks (two shells can run two seeds side by side on 2 cores)
+SEEDS ?=
+VARIANTS ?=
+SYNTH_SET = $(strip $(if $(STAGES),max_stages=$(STAGES)) $(if $(SEEDS),"seeds=$(SEEDS)") \
+	$(if $(VARIANTS),"variants=$(VARIANTS)"))
 synth: setup        ## run missing stages of the synthetic study (STAGES=n: at most n), then redraw figures/synth
-	@$(PY) tools/reproduce.py --profile synth --force $(if $(STAGES),--set max_stages=$(STAGES))
+	@$(PY) tools/reproduce.py --profile synth --force $(if $(SYNTH_SET),--set $(SYNTH_SET))
 
 check-corpus: setup ## the built corpus against its pins, and against the corpus of profile $(PROFILE)'s committed figures
 	@$(PY) tools/pin_corpus.py
