@@ -411,16 +411,17 @@ def verdict_class(v: str, # an `overall` verdict
     return "mixed" if v.startswith("supported in") else "not supported"
 
 # %% ../nbs/15_study.ipynb #354969d3
-LEAN = {"supported": "for", "mixed": "for", "not supported": "against", "contradicted": "against"} # class -> its lean
+# the way a verdict class leans on the claim: mixed verdicts (supported in some comparisons) lean both ways
+LEAN = {"supported": {"for"}, "mixed": {"for", "against"}, "not supported": {"against"}, "contradicted": {"against"}}
 
 def agreement(a: str, # one world's verdict (`overall`)
               b: str, # the other world's verdict
              ) -> str:
-    "`yes`: the same class (`verdict_class`); `partly`: classes leaning the same way; `no`: opposite; `''`: untested."
+    "`yes`: the same class (`verdict_class`); `partly`: a lean in common (`LEAN`); `no`: opposite; `''`: untested."
     ca, cb = verdict_class(a), verdict_class(b)
     if "not tested" in (ca, cb): return ""
     if ca == cb: return "yes"
-    return "partly" if LEAN[ca] == LEAN[cb] else "no"
+    return "partly" if LEAN[ca] & LEAN[cb] else "no"
 
 # %% ../nbs/15_study.ipynb #53fa0b71
 def side_by_side(lm: list[dict], # `answer_rows` of the language model
