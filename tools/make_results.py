@@ -113,6 +113,19 @@ def plateau_line(p: Path = SYNTH / "table_plateaus.csv") -> str:
                       f"{100 * r.plateau_sd:.2f}%)" for r in over.itertuples())
     return line + f"; the others still improve: {names}."
 
+def dead_line(k: int, # the distillation k
+              width: int, # the SAE width
+             ) -> str:
+    "Dead latents of plain Matryoshka at `k`, seed by seed (SynthSAEBench's count, from the chunks' `synthbench_k*`)."
+    rows = [pd.read_csv(p) for p in sorted(SYNTH.glob(f"chunks/*/synthbench_k{k}.csv"))]
+    if not rows: return ""
+    sb = pd.concat(rows, ignore_index=True)
+    per = sb[sb.method == "matryoshka"].groupby("seed").dead_latents.first()
+    seeds = ", ".join(f"{int(v):,} (seed {s})" for s, v in per.items())
+    return (f"Seed by seed, plain Matryoshka at $k = {k}$ leaves {seeds} of its {width:,} latents dead: the "
+            "trainings of one world differ most in how many latents they keep alive, which is where the large sd of "
+            "MCC and dead latents below comes from.")
+
 def synth_section() -> str:
     "The synthetic world's answer beside the language model's, from figures/synth/ (`make synth`)."
     cfg = get_config("synth")
@@ -172,6 +185,8 @@ Each reading is named by its language-model counterpart; a verdict needs 3 seeds
 {read_md(SYNTH / "table_truth_consistency.md")}
 
 ### SynthSAEBench's metrics
+
+{dead_line(cfg.k, cfg.d_sae)}
 
 {read_md(SYNTH / "table_synthbench.md")}
 
