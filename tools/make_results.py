@@ -122,9 +122,8 @@ def dead_line(k: int, # the distillation k
     sb = pd.concat(rows, ignore_index=True)
     per = sb[sb.method == "matryoshka"].groupby("seed").dead_latents.first()
     seeds = ", ".join(f"{int(v):,} (seed {s})" for s, v in per.items())
-    return (f"Seed by seed, plain Matryoshka at $k = {k}$ leaves {seeds} of its {width:,} latents dead: the "
-            "trainings of one world differ most in how many latents they keep alive, which is where the large sd of "
-            "MCC and dead latents below comes from.")
+    return (f"Seed by seed, plain Matryoshka at $k = {k}$ leaves {seeds} of its {width:,} latents dead, in the same "
+            "world; the sd of MCC and of dead latents below is over these seeds.")
 
 def synth_section() -> str:
     "The synthetic world's answer beside the language model's, from figures/synth/ (`make synth`)."
