@@ -132,7 +132,7 @@ def synth_section() -> str:
 
 The same pipeline on a world whose true features are known (`nbs/17_synth.ipynb`: SAELens' SynthSAEBench
 generator, and a downstream loss that reads a known subset of the features with known weights), in the paper's
-ratios, with trainings long enough to reach a plateau (below; stage `nbs/paper/07_synth.ipynb`, `make synth`).
+ratios, with trainings near their plateau (below; stage `nbs/paper/07_synth.ipynb`, `make synth`).
 
 """
     if not (SYNTH / "study.json").exists(): return head + "The synthetic study has not run: `make synth`.\n"
